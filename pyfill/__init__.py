@@ -1,0 +1,14 @@
+"""pyfill: a compiled, high-performance inference SDK for GAN image models.
+
+``import pyfill`` needs only NumPy, ONNX Runtime and the compiled core ``pyfill._C``; torch,
+TensorRT, PyAV and the web server are optional extras, imported where they are used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from pyfill._core import MissingExtraError, require
+from pyfill.runtime import runtime_info
+
+__all__ = ["__version__", "runtime_info", "MissingExtraError", "require"]

@@ -1,0 +1,5 @@
+import sys
+
+from pyfill.cli import main
+
+sys.exit(main())

@@ -1,0 +1,10 @@
+"""Typed wrappers over pyfill's compiled kernels (C++ on the CPU, CUDA on the GPU).
+
+Every op accepts NumPy arrays and torch tensors; CUDA inputs run the CUDA kernels and return
+arrays of the same library. Each op has a NumPy reference in ``pyfill.ops.reference`` (one module per op family) that the
+tests compare both kernels against.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
