@@ -11,4 +11,13 @@ __version__ = "0.1.0"
 from pyfill._core import MissingExtraError, require
 from pyfill.runtime import runtime_info
 
-__all__ = ["__version__", "runtime_info", "MissingExtraError", "require"]
+__all__ = ["__version__", "runtime_info", "MissingExtraError", "require", "Engine", "Manifest"]
+
+
+def __getattr__(name: str):
+    # The engine is imported on first use so that `import pyfill` stays minimal.
+    if name in ("Engine", "Manifest"):
+        from pyfill import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'pyfill' has no attribute {name!r}")
