@@ -1,0 +1,35 @@
+"""Fixtures: small models of each test architecture, as checkpoints and ONNX files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def unet_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint .safetensors, .onnx) of a seeded random-weight test U-Net (depth 3)."""
+    torch = pytest.importorskip("torch")
+    from pyfill.export import export_onnx, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("unet")
+    ckpt = save_checkpoint(build_model("unet"), make_manifest("unet"), folder / "unet")
+    return ckpt, export_onnx(ckpt, folder / "unet.onnx")
+
+
+@pytest.fixture(scope="session")
+def spade_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, .onnx) of a seeded random-weight SPADE generator: labels (8 classes) +
+    latent (648) -> 32 x 32 RGB."""
+    torch = pytest.importorskip("torch")
+    from pyfill.export import export_onnx, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+
+    torch.manual_seed(1)
+    cfg = {"size": 32, "base": 32}
+    folder = tmp_path_factory.mktemp("spade")
+    ckpt = save_checkpoint(build_model("spade", cfg), make_manifest("spade", cfg, task="generate"), folder / "spade")
+    return ckpt, export_onnx(ckpt, folder / "spade.onnx")
