@@ -111,10 +111,21 @@ def test_auto_tiling_kicks_in_above_twice_the_advised_tile(unet_files, monkeypat
     run = engine.backend.run
     monkeypatch.setattr(engine.backend, "run", lambda feeds: shapes.append(feeds["image"].shape) or run(feeds))
     engine(_image(600, 120))
-    assert len(shapes) > 1 and all(s[2] <= 256 + 2 * 32 for s in shapes)
+    assert len(shapes) > 1 and all(s[2] <= 256 + 2 * 32 + 8 for s in shapes)  # + start alignment
     shapes.clear()
     engine(_image(500, 120))
     assert len(shapes) == 1
+
+
+def test_tile_layout_covers_evenly() -> None:
+    from pyfill.engine.processing import tile_layout
+
+    for length, tile, overlap in [(1024, 512, 32), (333, 64, 16), (401, 200, 48), (100, 256, 32), (257, 256, 32)]:
+        starts, size = tile_layout(length, tile, overlap)
+        assert size <= tile and starts[0] == 0 and starts[-1] + size == length
+        gaps = [a + size - b for a, b in zip(starts, starts[1:])]
+        assert all(g >= overlap for g in gaps)
+        assert max(gaps, default=0) - min(gaps, default=0) <= 1
 
 
 def test_batch_equals_single_calls_with_mixed_sizes(unet_files) -> None:

@@ -246,14 +246,15 @@ def pad_bottom_right(x: Any, ph: int, pw: int) -> Any:
     return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode_np)
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering [0, length) with at least ``overlap``."""
+def tile_layout(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """(start offsets, tile size) of the fewest tiles of at most ``tile`` pixels that cover
+    [0, length) with neighbours overlapping by at least ``overlap``; the size is shrunk so the
+    tiles are evenly spread and no work is spent on needless overlap."""
     if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+        return [0], length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, math.ceil((length + (n - 1) * overlap) / n))
+    return [round(i * (length - size) / (n - 1)) for i in range(n)], size
 
 
 def _ramp(tile: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
@@ -270,7 +271,7 @@ def _ramp(tile: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarr
 def run_tiled(run: Callable[[Any], Any], x: Any, tile: int, overlap: int, multiple_of: int) -> Any:
     """Run ``run`` on overlapping tiles of ``x`` (N, C, H, W) and blend the results.
 
-    Core tiles of ``tile`` pixels overlap by ``overlap`` and are blended with a raised-cosine
+    Core tiles of at most ``tile`` pixels (see :func:`tile_layout`) overlap by ``overlap`` and are blended with a raised-cosine
     window there. Each tile is run with ``overlap`` extra pixels of context on every side (its
     input start aligned to ``multiple_of`` so strided layers see the same grid as a whole-image
     run), and the context is cropped away, so no used pixel sits next to an artificial edge.
@@ -280,9 +281,9 @@ def run_tiled(run: Callable[[Any], Any], x: Any, tile: int, overlap: int, multip
     tile = max(multiple_of, tile // multiple_of * multiple_of)
     overlap = min(overlap, tile // 2)
     acc = weight = None
-    for y0 in tile_starts(h, tile, overlap):
-        for x0 in tile_starts(w, tile, overlap):
-            th, tw = min(tile, h - y0), min(tile, w - x0)
+    (ys, th), (xs, tw) = tile_layout(h, tile, overlap), tile_layout(w, tile, overlap)
+    for y0 in ys:
+        for x0 in xs:
             iy0 = max(0, (y0 - overlap) // multiple_of * multiple_of)
             ix0 = max(0, (x0 - overlap) // multiple_of * multiple_of)
             iy1, ix1 = min(h, y0 + th + overlap), min(w, x0 + tw + overlap)
