@@ -103,9 +103,10 @@ def stroke_grid(strokes: Any, occupancy: Any = None, grid: tuple[int, int] = (9,
     if occupancy is not None and is_cuda_array(occupancy):
         raise ValueError("occupancy: is a CUDA array but strokes are on the host; put both on one device")
     arr, back = to_host(strokes, "strokes")
+    pixels = _host_pixels(arr, "strokes")
     b, h, w = _check_shape(arr.shape, "strokes", (s1, s2))
     single = arr.ndim == 3
-    pixels = _host_pixels(arr, "strokes").reshape(b, h, w, 3)
+    pixels = pixels.reshape(b, h, w, 3)
     occ = None
     if occupancy is not None:
         occ_arr, _ = to_host(occupancy, "occupancy")
@@ -160,8 +161,9 @@ def stroke_grid_from_image(images: Any, grid: tuple[int, int] = (9, 9), drop: fl
     if is_cuda_array(images):
         return _from_image_cuda(images, (s1, s2), dropped, seed)
     arr, back = to_host(images, "images")
+    pixels = _host_pixels(arr, "images")
     b, h, w = _check_shape(arr.shape, "images", (s1, s2))
-    pixels = _host_pixels(arr, "images").reshape(b, h, w, 3)
+    pixels = pixels.reshape(b, h, w, 3)
     out = _C.stroke_grid_from_image_cpu(pixels, s1, s2, dropped, seed)
     return back(out[0] if arr.ndim == 3 else out)
 
