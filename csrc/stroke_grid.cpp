@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -60,6 +61,21 @@ void grow(Box& box, int32_t x, int32_t y) {
   box.y1 = y + 1;  // rows arrive in increasing order
 }
 
+constexpr int64_t kSkip = 8;  // pixels tested at once for an all-background block
+
+// True when the N bytes at p are all zero (N a multiple of 8).
+template <size_t N>
+bool all_zero(const void* p) {
+  static_assert(N % 8 == 0, "whole 64-bit words");
+  uint64_t acc = 0;
+  for (size_t i = 0; i < N; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, static_cast<const char*>(p) + i, 8);
+    acc |= word;
+  }
+  return acc == 0;
+}
+
 template <class T>
 bool occupied_by_colour(const T* px) {
   return px[0] > T(0) || px[1] > T(0) || px[2] > T(0);
@@ -86,6 +102,13 @@ void stroke_grid_image(const T* img, const uint8_t* occ, int64_t H, int64_t W, i
     const T* row = img + y * W * 3;
     const uint8_t* occ_row = occ ? occ + y * W : nullptr;
     for (int64_t x = 0; x < W; ++x) {
+      // Strokes are sparse: skip blocks of background pixels whose bytes are all zero.
+      if (x % kSkip == 0 && x + kSkip <= W &&
+          (occ_row ? all_zero<kSkip>(occ_row + x) : all_zero<3 * kSkip * sizeof(T)>(row + 3 * x))) {
+        std::fill_n(cur + x, kSkip, -1);
+        x += kSkip - 1;
+        continue;
+      }
       const T* px = row + 3 * x;
       const bool on = occ_row ? occ_row[x] != 0 : occupied_by_colour(px);
       if (!on) {
