@@ -258,6 +258,7 @@ py::array_t<float> stroke_grid_cpu(const py::array& strokes, const py::object& o
   py::array occ_array;
   const uint8_t* occ = nullptr;
   if (!occupancy.is_none()) {
+    if (!py::isinstance<py::array>(occupancy)) throw py::type_error("occupancy: expected a NumPy array or None");
     occ_array = py::reinterpret_borrow<py::array>(occupancy);
     if (occ_array.ndim() != 3 || occ_array.shape(0) != B || occ_array.shape(1) != H ||
         occ_array.shape(2) != W) {

@@ -270,6 +270,8 @@ def test_bad_synthesis_input_is_refused(kwargs: dict, error: type, match: str) -
         ((_img(1, 10, 10, 3, dtype=np.int16), None, 3, 3), TypeError),
         ((_img(1, 10, 10, 3), _img(2, 10, 10), 3, 3), ValueError),
         ((_img(1, 10, 10, 3), _img(1, 10, 10, dtype=np.int32), 3, 3), ValueError),
+        ((_img(1, 10, 10, 3), [[0] * 10] * 10, 3, 3), TypeError),
+        (([[[[0, 0, 0]]]], None, 1, 1), TypeError),
     ],
 )
 def test_compiled_kernel_checks_its_arguments(args: tuple, error: type) -> None:
