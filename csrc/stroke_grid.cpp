@@ -37,6 +37,7 @@ struct Scratch {
   std::vector<int64_t> count;         // occupied pixels per cell
   std::vector<Sum> sums;              // colour sums per cell, 3 per cell
   std::vector<Box> cell_boxes;        // union box of the strokes belonging to each cell
+  std::vector<int32_t> perm;          // training synthesis: cell indices, dropped ones first
 };
 
 int32_t find_root(std::vector<int32_t>& parent, int32_t a) {
@@ -208,9 +209,9 @@ void from_image(const T* img, int64_t H, int64_t W, int64_t S1, int64_t S2, uint
                  cx0, cy0, cw, ch, W, H);
     }
   }
-  s.parent.resize(static_cast<size_t>(cells));
-  choose_dropped(s.parent.data(), static_cast<uint32_t>(cells), k, seed, image);
-  for (uint32_t t = 0; t < k; ++t) std::fill_n(out + s.parent[t] * kChannels, kChannels, 0.0f);
+  s.perm.resize(static_cast<size_t>(cells));
+  choose_dropped(s.perm.data(), static_cast<uint32_t>(cells), k, seed, image);
+  for (uint32_t t = 0; t < k; ++t) std::fill_n(out + s.perm[t] * kChannels, kChannels, 0.0f);
 }
 
 enum class Pixel { u8, f32 };

@@ -57,19 +57,35 @@ def test_dense_noise_matches_reference(density: float) -> None:
     np.testing.assert_array_equal(stroke_grid(images, grid=(7, 9)), reference_batch(images, grid=(7, 9)))
 
 
+def square_spiral(size: int) -> np.ndarray:
+    """(size, size) bool: one 1-pixel-wide square spiral from the top-left corner inwards, its
+    turns one pixel apart, so that union-find must chain labels across every ring."""
+    occ = np.zeros((size, size), bool)
+    y, x, dy, dx = 0, 0, 0, 1
+    occ[y, x] = True
+
+    def free(y: int, x: int, dy: int, dx: int) -> bool:
+        ahead, beyond = (y + dy, x + dx), (y + 2 * dy, x + 2 * dx)
+        inside = all(0 <= c < size for c in ahead)
+        blocked = all(0 <= c < size for c in beyond) and occ[beyond]
+        return inside and not blocked
+
+    while True:
+        if not free(y, x, dy, dx):
+            dy, dx = dx, -dy  # turn clockwise
+            if not free(y, x, dy, dx):
+                return occ
+        y, x = y + dy, x + dx
+        occ[y, x] = True
+
+
 def test_spiral_is_one_stroke() -> None:
-    h = w = 41
-    img = np.zeros((h, w, 3), np.uint8)
-    top, left, bottom, right = 0, 0, h - 1, w - 1
-    while top <= bottom and left <= right:
-        img[top, left:right + 1] = img[top:bottom + 1, right] = (200, 10, 10)
-        img[bottom, left:right + 1] = (200, 10, 10)
-        img[top + 2:bottom + 1, left] = (200, 10, 10)
-        top, left, bottom, right = top + 2, left + 2, bottom - 2, right - 2
-        if top <= bottom:
-            img[top, left - 2: left] = 0  # open the ring so that it continues inwards
+    occ = square_spiral(41)
+    img = (occ[..., None] * np.uint8([200, 10, 10])).astype(np.uint8)
     out = stroke_grid(img, grid=(3, 3))
     np.testing.assert_array_equal(out, ref.stroke_grid(img, grid=(3, 3)))
+    np.testing.assert_array_equal(out[0, 0, :5], np.float32([1, 0, 0, 1, 1]))
+    np.testing.assert_array_equal(out[..., 3].ravel()[1:], 0)  # no other cell holds a corner
 
 
 def test_float_input_matches_reference() -> None:
