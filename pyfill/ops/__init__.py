@@ -7,4 +7,6 @@ tests compare both kernels against.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from pyfill.ops.stroke_grid import stroke_grid, stroke_grid_from_image, stroke_grid_latent
+
+__all__: list[str] = ["stroke_grid", "stroke_grid_from_image", "stroke_grid_latent"]
