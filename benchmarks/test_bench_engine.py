@@ -100,3 +100,37 @@ def test_tiling_overhead(benchmark, ratios, model, method) -> None:
         fn = lambda: engine(images[0])  # noqa: E731
     benchmark.pedantic(fn, rounds=3, warmup_rounds=1)
     ratios.record(benchmark, "unet b1 1024x1024 tiling", method, "bare openvino whole")
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs torch with a CUDA device")
+@pytest.mark.parametrize("method", ["torch eager fp32", "pyfill torch fp16 + CUDA graphs"])
+@pytest.mark.parametrize("batch,size", [(1, 512), (8, 512)])
+def test_cuda_fp16_graphs_vs_eager(benchmark, ratios, model, tmp_path, method, batch, size) -> None:
+    module, onnx = model
+    _, x = _inputs(batch, size)
+    xt = torch.from_numpy(x).cuda()
+    if method.startswith("torch eager"):
+        m = module.cuda().float()
+
+        def run():
+            with torch.inference_mode():
+                y = m(xt)
+            torch.cuda.synchronize()
+            return y
+    else:
+        ckpt = save_checkpoint(module.cpu(), make_manifest("unet", CONFIG), tmp_path / "unet")
+        engine = Engine(ckpt, backend="torch", device="cuda", precision="fp16", cuda_graphs=True)
+        frames = [xt[i] * 0.5 + 0.5 for i in range(batch)]
+        arg = frames if batch > 1 else frames[0]
+
+        def run():
+            y = engine(arg)
+            torch.cuda.synchronize()
+            return y
+
+    benchmark.pedantic(run, rounds=20, warmup_rounds=3)
+    ratios.record(benchmark, f"cuda unet b{batch} {size}x{size}", method, "torch eager fp32")

@@ -233,7 +233,7 @@ class TensorRTBackend(Backend):
                 host = np.empty(shape, dtype=dtype)
                 self.context.set_tensor_address(name, self._buffer(name, host.nbytes))
                 outs.append(host)
-            if not self.context.execute_async_v3(self.stream):
+            if not self.context.execute_async_v3(int(self.stream)):
                 raise RuntimeError("TensorRT execution failed")
             for name, host in zip(self.output_names, outs):
                 ptr = self._buffers[name][0]
@@ -243,6 +243,8 @@ class TensorRTBackend(Backend):
 
     def __del__(self) -> None:
         cudart = getattr(self, "cudart", None)
+        if cudart is None:
+            return
         for ptr, _ in getattr(self, "_buffers", {}).values():
             cudart.cudaFree(ptr)
 
