@@ -7,4 +7,28 @@ tests compare both kernels against.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from pyfill.ops.degrade import (
+    add_gaussian_noise,
+    add_poisson_noise,
+    add_salt_pepper,
+    filter2d,
+    gaussian_blur,
+    gaussian_kernel,
+    jpeg,
+    motion_blur,
+    motion_kernel,
+    resize,
+)
+
+__all__: list[str] = [
+    "add_gaussian_noise",
+    "add_poisson_noise",
+    "add_salt_pepper",
+    "filter2d",
+    "gaussian_blur",
+    "gaussian_kernel",
+    "jpeg",
+    "motion_blur",
+    "motion_kernel",
+    "resize",
+]
