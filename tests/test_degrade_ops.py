@@ -150,13 +150,15 @@ def test_jpeg_matches_pillow(batch: np.ndarray, quality: int, subsampling: str) 
 
 @pytest.mark.parametrize("shape", [(37, 53), (16, 16), (9, 130), (1, 1)])
 def test_jpeg_odd_sizes_match_pillow_and_reference(shape: tuple[int, int]) -> None:
-    img = photo_like(7, *shape)
+    # a little noise keeps DCT coefficients off exact quantisation ties, where float rounding
+    # in the reference and in the kernels may legitimately go either way
+    noise = np.random.default_rng(1).integers(-3, 4, (*shape, 3))
+    img = np.clip(photo_like(7, *shape) + noise, 0, 255).astype(np.uint8)
     for subsampling in ("4:2:0", "4:4:4"):
         out = ops.jpeg(img, 80, subsampling)
         assert out.shape == img.shape
         assert psnr(out, pillow_jpeg(img, 80, subsampling)) >= 40.0
-        # float rounding can flip a coefficient that sits on a quantisation tie, so compare by PSNR
-        assert psnr(out, ref.jpeg(img, 80, subsampling)) >= 40.0
+        assert max_diff(out, ref.jpeg(img, 80, subsampling)) <= 3
 
 
 def test_jpeg_float32_equals_uint8_path(batch: np.ndarray) -> None:
