@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,11 +60,12 @@ inline int64_t reflect101(int64_t i, int64_t n) {
 template <class T>
 void padded_row(const T* src, const Shape& s, int64_t b, int64_t y, int64_t r, float* out) {
   const T* row = src + b * s.image() + y * s.row();
-  for (int64_t x = -r; x < s.w + r; ++x) {
-    const T* px = row + reflect101(x, s.w) * s.c;
-    float* o = out + (x + r) * s.c;
-    for (int64_t ch = 0; ch < s.c; ++ch) o[ch] = static_cast<float>(px[ch]);
-  }
+  const int64_t n = s.row();
+  for (int64_t j = 0; j < n; ++j) out[r * s.c + j] = static_cast<float>(row[j]);
+  for (int64_t x = -r; x < 0; ++x)
+    for (int64_t ch = 0; ch < s.c; ++ch) out[(x + r) * s.c + ch] = static_cast<float>(row[reflect101(x, s.w) * s.c + ch]);
+  for (int64_t x = s.w; x < s.w + r; ++x)
+    for (int64_t ch = 0; ch < s.c; ++ch) out[(x + r) * s.c + ch] = static_cast<float>(row[reflect101(x, s.w) * s.c + ch]);
 }
 
 // Separable correlation with kernels kx (horizontal) and ky (vertical), both odd length.
@@ -72,12 +74,12 @@ void sep_filter(const T* src, T* dst, const Shape& s, const std::vector<float>& 
                 const std::vector<float>& ky) {
   const int64_t rx = static_cast<int64_t>(kx.size()) / 2, ry = static_cast<int64_t>(ky.size()) / 2;
   const int64_t n = s.row();
-  std::vector<float> tmp(static_cast<size_t>(s.b * s.h * n));
+  std::unique_ptr<float[]> tmp(new float[static_cast<size_t>(s.b * s.h * n)]);
   parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
     std::vector<float> pad(static_cast<size_t>((s.w + 2 * rx) * s.c));
     for (int64_t i = begin; i < end; ++i) {
       padded_row(src, s, i / s.h, i % s.h, rx, pad.data());
-      float* out = tmp.data() + i * n;
+      float* out = tmp.get() + i * n;
       std::fill(out, out + n, 0.0f);
       for (size_t k = 0; k < kx.size(); ++k) {
         const float wk = kx[k];
@@ -93,7 +95,7 @@ void sep_filter(const T* src, T* dst, const Shape& s, const std::vector<float>& 
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (size_t k = 0; k < ky.size(); ++k) {
         const float wk = ky[k];
-        const float* in = tmp.data() + (b * s.h + reflect101(y + static_cast<int64_t>(k) - ry, s.h)) * n;
+        const float* in = tmp.get() + (b * s.h + reflect101(y + static_cast<int64_t>(k) - ry, s.h)) * n;
         for (int64_t j = 0; j < n; ++j) acc[j] += wk * in[j];
       }
       store_row(acc.data(), dst + i * n, n);
@@ -115,9 +117,9 @@ void filter2d(const T* src, T* dst, const Shape& s, const std::vector<float>& ke
     for (int64_t kx = 0; kx < ksize; ++kx)
       if (kernel[static_cast<size_t>(ky * ksize + kx)] != 0.0f)
         taps.push_back({ky - r, kx * s.c, kernel[static_cast<size_t>(ky * ksize + kx)]});
-  std::vector<float> pad(static_cast<size_t>(s.b * s.h * pn));
+  std::unique_ptr<float[]> pad(new float[static_cast<size_t>(s.b * s.h * pn)]);
   parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) padded_row(src, s, i / s.h, i % s.h, r, pad.data() + i * pn);
+    for (int64_t i = begin; i < end; ++i) padded_row(src, s, i / s.h, i % s.h, r, pad.get() + i * pn);
   }, 8);
   parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
     std::vector<float> acc(static_cast<size_t>(n));
@@ -125,7 +127,7 @@ void filter2d(const T* src, T* dst, const Shape& s, const std::vector<float>& ke
       const int64_t b = i / s.h, y = i % s.h;
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (const Tap& t : taps) {
-        const float* in = pad.data() + (b * s.h + reflect101(y + t.dy, s.h)) * pn + t.offset;
+        const float* in = pad.get() + (b * s.h + reflect101(y + t.dy, s.h)) * pn + t.offset;
         for (int64_t j = 0; j < n; ++j) acc[j] += t.w * in[j];
       }
       store_row(acc.data(), dst + i * n, n);
@@ -141,11 +143,28 @@ void resize(const T* src, T* dst, const Shape& s, int64_t oh, int64_t ow, int in
   const AxisTable tx = resize_axis(static_cast<int>(s.w), static_cast<int>(ow), interp, down);
   const AxisTable ty = resize_axis(static_cast<int>(s.h), static_cast<int>(oh), interp, down);
   const int64_t c = s.c, on = ow * c;
-  std::vector<float> tmp(static_cast<size_t>(s.b * s.h * on));
+  std::unique_ptr<float[]> tmp(new float[static_cast<size_t>(s.b * s.h * on)]);
   parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const T* row = src + i * s.row();
-      float* out = tmp.data() + i * on;
+      float* out = tmp.get() + i * on;
+      if (c == 3) {
+        for (int64_t x = 0; x < ow; ++x) {
+          float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f;
+          for (int k = 0; k < tx.taps; ++k) {
+            const size_t t = static_cast<size_t>(x * tx.taps + k);
+            const T* px = row + tx.index[t] * 3;
+            const float wk = tx.weight[t];
+            v0 += wk * static_cast<float>(px[0]);
+            v1 += wk * static_cast<float>(px[1]);
+            v2 += wk * static_cast<float>(px[2]);
+          }
+          out[x * 3] = v0;
+          out[x * 3 + 1] = v1;
+          out[x * 3 + 2] = v2;
+        }
+        continue;
+      }
       for (int64_t x = 0; x < ow; ++x) {
         for (int64_t ch = 0; ch < c; ++ch) {
           float v = 0.0f;
@@ -167,7 +186,7 @@ void resize(const T* src, T* dst, const Shape& s, int64_t oh, int64_t ow, int in
         const size_t t = static_cast<size_t>(y * ty.taps + k);
         const float wk = ty.weight[t];
         if (wk == 0.0f) continue;
-        const float* in = tmp.data() + (b * s.h + ty.index[t]) * on;
+        const float* in = tmp.get() + (b * s.h + ty.index[t]) * on;
         for (int64_t j = 0; j < on; ++j) acc[j] += wk * in[j];
       }
       store_row(acc.data(), dst + i * on, on);
@@ -286,9 +305,9 @@ void jpeg(const T* src, T* dst, const Shape& s, int quality, bool sub420) {
   const int64_t pw = (s.w + mcu - 1) / mcu * mcu, ph = (s.h + mcu - 1) / mcu * mcu;
   const int64_t cw = sub420 ? pw / 2 : pw, chh = sub420 ? ph / 2 : ph;
   const int64_t real_cw = sub420 ? (s.w + 1) / 2 : s.w, real_ch = sub420 ? (s.h + 1) / 2 : s.h;
-  float basis[64], qy[64], qc[64];
+  float basis[64], basis_t[64], qy[64], qc[64];
   for (int u = 0; u < 8; ++u)
-    for (int x = 0; x < 8; ++x) basis[u * 8 + x] = dct_basis(u, x);
+    for (int x = 0; x < 8; ++x) basis_t[x * 8 + u] = basis[u * 8 + x] = dct_basis(u, x);
   for (int i = 0; i < 64; ++i) {
     qy[i] = static_cast<float>(jpeg_quant(0, i, quality));
     qc[i] = static_cast<float>(jpeg_quant(1, i, quality));
@@ -315,7 +334,7 @@ void jpeg(const T* src, T* dst, const Shape& s, int quality, bool sub420) {
         for (int64_t by = 0; by < mcu; by += 8) {
           for (int i = 0; i < 64; ++i)
             blk[i] = static_cast<float>(ycc[((by + i / 8) * pw + bx + i % 8) * 3]) - 128.0f;
-          jpeg_block_roundtrip(blk, basis, qy);
+          jpeg_block_roundtrip(blk, basis, basis_t, qy);
           for (int i = 0; i < 64; ++i)
             yplane[(y0 + by + i / 8) * pw + bx + i % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[i] + 128.0f)));
         }
@@ -337,7 +356,7 @@ void jpeg(const T* src, T* dst, const Shape& s, int quality, bool sub420) {
               }
               blk[i] = static_cast<float>(v) - 128.0f;
             }
-            jpeg_block_roundtrip(blk, basis, qc);
+            jpeg_block_roundtrip(blk, basis, basis_t, qc);
             for (int i = 0; i < 64; ++i)
               cplane[(cy0 + by + i / 8) * cw + bx + i % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[i] + 128.0f)));
           }

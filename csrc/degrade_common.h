@@ -121,7 +121,9 @@ PYFILL_HD float dct_basis(int u, int x) {
 
 PYFILL_HD int clamp255(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
 
-PYFILL_HD int round_half_up(float v) { return static_cast<int>(floorf(v + 0.5f)); }
+// floor(v + 0.5) for |v| < 4096 by truncating a shifted positive value: no libm call, so loops
+// vectorise on baseline x86-64 (which has no SSE4.1 roundps).
+PYFILL_HD int round_half_up(float v) { return static_cast<int>(v + 4096.5f) - 4096; }
 
 // JFIF RGB -> YCbCr as libjpeg stores it (rounded to 8 bits).
 PYFILL_HD void rgb_to_ycc(int r, int g, int b, int* y, int* cb, int* cr) {
@@ -139,38 +141,34 @@ PYFILL_HD void ycc_to_rgb(int y, int cb, int cr, int* r, int* g, int* b) {
 
 // Quantise-dequantise one coefficient: round half away from zero, as libjpeg does.
 PYFILL_HD float quantise(float coef, float q) {
-  const float a = floorf(fabsf(coef) / q + 0.5f) * q;
+  const float a = static_cast<float>(static_cast<int>(fabsf(coef) / q + 0.5f)) * q;
   return coef < 0.0f ? -a : a;
 }
 
 // One 8x8 block through JPEG's lossy core, in place: forward DCT of the level-shifted samples,
-// quantise-dequantise with table q, inverse DCT. basis[u * 8 + x] = dct_basis(u, x).
-PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float* q) {
-  float tmp[64];
+// quantise-dequantise with table q, inverse DCT. basis[u * 8 + x] = dct_basis(u, x) and
+// basis_t is its transpose; every product keeps its innermost loop contiguous so it vectorises.
+PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
+  float tmp[64], coef[64];
+  // tmp = B X, coef = tmp B^T
+  for (int i = 0; i < 64; ++i) tmp[i] = 0.0f;
   for (int u = 0; u < 8; ++u)
-    for (int x = 0; x < 8; ++x) {
-      float s = 0.0f;
-      for (int y = 0; y < 8; ++y) s += basis[u * 8 + y] * blk[y * 8 + x];
-      tmp[u * 8 + x] = s;
-    }
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) tmp[u * 8 + x] += basis[u * 8 + y] * blk[y * 8 + x];
+  for (int i = 0; i < 64; ++i) coef[i] = 0.0f;
   for (int u = 0; u < 8; ++u)
-    for (int v = 0; v < 8; ++v) {
-      float s = 0.0f;
-      for (int x = 0; x < 8; ++x) s += tmp[u * 8 + x] * basis[v * 8 + x];
-      blk[u * 8 + v] = quantise(s, q[u * 8 + v]);
-    }
+    for (int x = 0; x < 8; ++x)
+      for (int v = 0; v < 8; ++v) coef[u * 8 + v] += tmp[u * 8 + x] * basis_t[x * 8 + v];
+  for (int i = 0; i < 64; ++i) coef[i] = quantise(coef[i], q[i]);
+  // tmp = B^T coef, blk = tmp B
+  for (int i = 0; i < 64; ++i) tmp[i] = 0.0f;
   for (int y = 0; y < 8; ++y)
-    for (int v = 0; v < 8; ++v) {
-      float s = 0.0f;
-      for (int u = 0; u < 8; ++u) s += basis[u * 8 + y] * blk[u * 8 + v];
-      tmp[y * 8 + v] = s;
-    }
+    for (int u = 0; u < 8; ++u)
+      for (int v = 0; v < 8; ++v) tmp[y * 8 + v] += basis_t[y * 8 + u] * coef[u * 8 + v];
+  for (int i = 0; i < 64; ++i) blk[i] = 0.0f;
   for (int y = 0; y < 8; ++y)
-    for (int x = 0; x < 8; ++x) {
-      float s = 0.0f;
-      for (int v = 0; v < 8; ++v) s += tmp[y * 8 + v] * basis[v * 8 + x];
-      blk[y * 8 + x] = s;
-    }
+    for (int v = 0; v < 8; ++v)
+      for (int x = 0; x < 8; ++x) blk[y * 8 + x] += tmp[y * 8 + v] * basis[v * 8 + x];
 }
 
 // libjpeg's h2v2 "fancy" (triangular) chroma upsampling of plane c (cw x ch samples, row
