@@ -7,6 +7,32 @@ tests compare both kernels against.
 
 from __future__ import annotations
 
+from pyfill.ops.degrade import (
+    add_gaussian_noise,
+    add_poisson_noise,
+    add_salt_pepper,
+    filter2d,
+    gaussian_blur,
+    gaussian_kernel,
+    jpeg,
+    motion_blur,
+    motion_kernel,
+    resize,
+)
 from pyfill.ops.stroke_grid import stroke_grid, stroke_grid_from_image, stroke_grid_latent
 
-__all__: list[str] = ["stroke_grid", "stroke_grid_from_image", "stroke_grid_latent"]
+__all__: list[str] = [
+    "add_gaussian_noise",
+    "add_poisson_noise",
+    "add_salt_pepper",
+    "filter2d",
+    "gaussian_blur",
+    "gaussian_kernel",
+    "jpeg",
+    "motion_blur",
+    "motion_kernel",
+    "resize",
+    "stroke_grid",
+    "stroke_grid_from_image",
+    "stroke_grid_latent",
+]

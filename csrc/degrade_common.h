@@ -1,0 +1,193 @@
+// Arithmetic shared by the C++ and CUDA degradation kernels: the Philox4x32-10 counter-based RNG,
+// the noise samplers built on it, and JPEG's colour conversion and quantisation tables. Every
+// function here compiles for host and device, so both back ends draw the same random numbers.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define PYFILL_HD __host__ __device__ __forceinline__
+#else
+#define PYFILL_HD inline
+#endif
+
+namespace pyfill {
+namespace degrade {
+
+// Tags keep the streams of different noise ops apart even under the same seed.
+enum NoiseTag : uint32_t { kTagGaussian = 1, kTagPoisson = 2, kTagSaltPepper = 3 };
+
+struct Philox4 {
+  uint32_t v[4];
+};
+
+PYFILL_HD uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
+  const uint64_t p = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
+  *hi = static_cast<uint32_t>(p >> 32);
+  return static_cast<uint32_t>(p);
+}
+
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3").
+PYFILL_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                                uint32_t k1) {
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, hi1;
+    const uint32_t lo0 = mulhilo(0xD2511F53u, c0, &hi0);
+    const uint32_t lo1 = mulhilo(0xCD9E8D57u, c2, &hi1);
+    const uint32_t n0 = hi1 ^ c1 ^ k0;
+    const uint32_t n2 = hi0 ^ c3 ^ k1;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return Philox4{{c0, c1, c2, c3}};
+}
+
+// The four random words of draw `index` in the stream (seed, stream, tag).
+PYFILL_HD Philox4 draw(uint64_t seed, uint32_t stream, uint32_t tag, uint64_t index) {
+  return philox4x32_10(static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), stream,
+                       tag, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// Uniform in (0, 1): 24 random bits, centred in their cell so that log() never sees 0.
+PYFILL_HD float uniform_open(uint32_t x) {
+  return (static_cast<float>(x >> 8) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// Two standard normals from two uniforms (Box-Muller).
+PYFILL_HD void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
+  const float r = sqrtf(-2.0f * logf(uniform_open(a)));
+  const float t = 6.2831853071795864f * uniform_open(b);
+  *z0 = r * cosf(t);
+  *z1 = r * sinf(t);
+}
+
+// A Poisson(lam) sample from one draw: inversion for small lam, the normal approximation
+// (rounded, floored at 0) for lam >= 16, where it is accurate to well under a grey level.
+PYFILL_HD float poisson_sample(float lam, const Philox4& r) {
+  if (lam <= 0.0f) return 0.0f;
+  if (lam < 16.0f) {
+    const float u = uniform_open(r.v[0]);
+    float p = expf(-lam);
+    float cdf = p;
+    int k = 0;
+    while (u > cdf && k < 64) {
+      ++k;
+      p *= lam / static_cast<float>(k);
+      cdf += p;
+    }
+    return static_cast<float>(k);
+  }
+  float z0, z1;
+  box_muller(r.v[1], r.v[2], &z0, &z1);
+  const float k = floorf(lam + sqrtf(lam) * z0 + 0.5f);
+  return k < 0.0f ? 0.0f : k;
+}
+
+// ---- JPEG ----------------------------------------------------------------------------------
+
+// The standard luminance and chrominance quantisation tables (ITU T.81 Annex K), natural order.
+PYFILL_HD int jpeg_base_quant(int table, int i) {
+  constexpr unsigned char kLuma[64] = {
+      16, 11, 10, 16, 24,  40,  51,  61,  12, 12, 14, 19, 26,  58,  60,  55,
+      14, 13, 16, 24, 40,  57,  69,  56,  14, 17, 22, 29, 51,  87,  80,  62,
+      18, 22, 37, 56, 68,  109, 103, 77,  24, 35, 55, 64, 81,  104, 113, 92,
+      49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99};
+  constexpr unsigned char kChroma[64] = {
+      17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99,
+      99, 99, 47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+      99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99};
+  return table == 0 ? kLuma[i] : kChroma[i];
+}
+
+// libjpeg's jpeg_quality_scaling + jpeg_add_quant_table with force_baseline.
+PYFILL_HD int jpeg_quant(int table, int i, int quality) {
+  const int scale = quality < 50 ? 5000 / quality : 200 - quality * 2;
+  int q = (jpeg_base_quant(table, i) * scale + 50) / 100;
+  if (q < 1) q = 1;
+  if (q > 255) q = 255;
+  return q;
+}
+
+// cos((2x + 1) u pi / 16) * c(u) / 2: the orthonormal 8-point DCT-II basis, JPEG's FDCT.
+PYFILL_HD float dct_basis(int u, int x) {
+  const float c = u == 0 ? 0.35355339059327373f : 0.5f;
+  return c * cosf(static_cast<float>((2 * x + 1) * u) * 0.19634954084936207f);
+}
+
+PYFILL_HD int clamp255(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
+
+// floor(v + 0.5) for |v| < 4096 by truncating a shifted positive value: no libm call, so loops
+// vectorise on baseline x86-64 (which has no SSE4.1 roundps).
+PYFILL_HD int round_half_up(float v) { return static_cast<int>(v + 4096.5f) - 4096; }
+
+// JFIF RGB -> YCbCr as libjpeg stores it (rounded to 8 bits).
+PYFILL_HD void rgb_to_ycc(int r, int g, int b, int* y, int* cb, int* cr) {
+  *y = clamp255(round_half_up(0.299f * r + 0.587f * g + 0.114f * b));
+  *cb = clamp255(round_half_up(-0.168735892f * r - 0.331264108f * g + 0.5f * b + 128.0f));
+  *cr = clamp255(round_half_up(0.5f * r - 0.418687589f * g - 0.081312411f * b + 128.0f));
+}
+
+PYFILL_HD void ycc_to_rgb(int y, int cb, int cr, int* r, int* g, int* b) {
+  const float fcb = static_cast<float>(cb - 128), fcr = static_cast<float>(cr - 128);
+  *r = clamp255(round_half_up(y + 1.402f * fcr));
+  *g = clamp255(round_half_up(y - 0.344136286f * fcb - 0.714136286f * fcr));
+  *b = clamp255(round_half_up(y + 1.772f * fcb));
+}
+
+// Quantise-dequantise one coefficient: round half away from zero, as libjpeg does.
+PYFILL_HD float quantise(float coef, float q) {
+  const float a = static_cast<float>(static_cast<int>(fabsf(coef) / q + 0.5f)) * q;
+  return coef < 0.0f ? -a : a;
+}
+
+// One 8x8 block through JPEG's lossy core, in place: forward DCT of the level-shifted samples,
+// quantise-dequantise with table q, inverse DCT. basis[u * 8 + x] = dct_basis(u, x) and
+// basis_t is its transpose; every product keeps its innermost loop contiguous so it vectorises.
+PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
+  float tmp[64], coef[64];
+  // tmp = B X, coef = tmp B^T
+  for (int i = 0; i < 64; ++i) tmp[i] = 0.0f;
+  for (int u = 0; u < 8; ++u)
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) tmp[u * 8 + x] += basis[u * 8 + y] * blk[y * 8 + x];
+  for (int i = 0; i < 64; ++i) coef[i] = 0.0f;
+  for (int u = 0; u < 8; ++u)
+    for (int x = 0; x < 8; ++x)
+      for (int v = 0; v < 8; ++v) coef[u * 8 + v] += tmp[u * 8 + x] * basis_t[x * 8 + v];
+  for (int i = 0; i < 64; ++i) coef[i] = quantise(coef[i], q[i]);
+  // tmp = B^T coef, blk = tmp B
+  for (int i = 0; i < 64; ++i) tmp[i] = 0.0f;
+  for (int y = 0; y < 8; ++y)
+    for (int u = 0; u < 8; ++u)
+      for (int v = 0; v < 8; ++v) tmp[y * 8 + v] += basis_t[y * 8 + u] * coef[u * 8 + v];
+  for (int i = 0; i < 64; ++i) blk[i] = 0.0f;
+  for (int y = 0; y < 8; ++y)
+    for (int v = 0; v < 8; ++v)
+      for (int x = 0; x < 8; ++x) blk[y * 8 + x] += tmp[y * 8 + v] * basis[v * 8 + x];
+}
+
+// libjpeg's h2v2 "fancy" (triangular) chroma upsampling of plane c (cw x ch samples, row
+// stride `stride`) at full-resolution pixel (x, y).
+PYFILL_HD int fancy_upsample(const uint8_t* c, int stride, int cw, int ch, int x, int y) {
+  const int cy = y >> 1;
+  int far = (y & 1) ? cy + 1 : cy - 1;
+  far = far < 0 ? 0 : (far >= ch ? ch - 1 : far);
+  const uint8_t* near_row = c + static_cast<int64_t>(cy) * stride;
+  const uint8_t* far_row = c + static_cast<int64_t>(far) * stride;
+  const int cx = x >> 1;
+  const int here = 3 * near_row[cx] + far_row[cx];
+  if ((x & 1) == 0) {
+    if (cx == 0) return (here * 4 + 8) >> 4;
+    return (here * 3 + 3 * near_row[cx - 1] + far_row[cx - 1] + 8) >> 4;
+  }
+  if (cx == cw - 1) return (here * 4 + 7) >> 4;
+  return (here * 3 + 3 * near_row[cx + 1] + far_row[cx + 1] + 7) >> 4;
+}
+
+}  // namespace degrade
+}  // namespace pyfill
