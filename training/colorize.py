@@ -303,7 +303,8 @@ def sample_rows(net: Colorizer, rgb: torch.Tensor, count: int = 4) -> list[list]
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
-    """Run a training; returns {"out", "steps", "seconds", "skipped", "ended"}.
+    """Run a training; returns {"out", "steps", "seconds", "skipped", "ended", "model"} (``model``:
+    the trained :class:`Colorizer`).
 
     Writes to ``config["out"]``: ``state.safetensors`` / ``state.json`` (resumable state),
     ``colorize.safetensors`` / ``colorize.json`` (the model checkpoint for ``pyfill export``),
@@ -365,7 +366,7 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
         save_checkpoint(net.cpu(), manifest, out / "colorize")
         H.plot_losses(out / "log.csv", out / "losses.png", ("loss_g", "loss_d"))
     return {"out": str(out), "steps": step, "seconds": seconds, "skipped": images.skipped,
-            "ended": getattr(schedule, "ended", {})}
+            "ended": getattr(schedule, "ended", {}), "model": net}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -200,7 +200,10 @@ def _unflatten_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[st
             state.setdefault(int(idx), {})[field] = value
     for idx, fields in meta["plain_state"].items():
         state.setdefault(int(idx), {}).update(fields)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # JSON turns tuples (Adam's betas) into lists; the optimizer expects them as written.
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_training_state(folder: str | os.PathLike[str], modules: dict[str, nn.Module],
