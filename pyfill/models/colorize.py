@@ -41,21 +41,26 @@ def _xyz_to_rgb_matrix() -> torch.Tensor:
 _XYZ_TO_RGB = _xyz_to_rgb_matrix()
 
 
+def _le(x: torch.Tensor, v: float) -> torch.Tensor:
+    """x <= v written as Clip + Equal: the export allow-list has no comparison operators."""
+    return x.clamp(max=v) == x
+
+
 def _srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
-    return torch.where(c <= 0.04045, c / 12.92, ((c.clamp(min=0.0) + 0.055) / 1.055) ** 2.4)
+    return torch.where(_le(c, 0.04045), c / 12.92, ((c.clamp(min=0.0) + 0.055) / 1.055) ** 2.4)
 
 
 def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
     c = c.clamp(0.0, 1.0)
-    return torch.where(c <= 0.0031308, c * 12.92, 1.055 * c.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055)
+    return torch.where(_le(c, 0.0031308), c * 12.92, 1.055 * c.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055)
 
 
 def _f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > _DELTA**3, t.clamp(min=_DELTA**3) ** (1.0 / 3.0), t / (3 * _DELTA**2) + 4.0 / 29.0)
+    return torch.where(_le(t, _DELTA**3), t / (3 * _DELTA**2) + 4.0 / 29.0, t.clamp(min=_DELTA**3) ** (1.0 / 3.0))
 
 
 def _f_inv(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > _DELTA, t**3, 3 * _DELTA**2 * (t - 4.0 / 29.0))
+    return torch.where(_le(t, _DELTA), 3 * _DELTA**2 * (t - 4.0 / 29.0), t**3)
 
 
 def _mix(m: tuple[tuple[float, ...], ...] | torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
@@ -97,7 +102,8 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     for c in (r, g, b):
         over = (1.0 - lum) / (c - lum).clamp(min=1e-6)
         under = lum / (lum - c).clamp(min=1e-6)
-        t = torch.minimum(t, torch.where(c > 1.0, over, torch.where(c < 0.0, under, torch.ones_like(c))))
+        inside = torch.where(_le(-c, 0.0), torch.ones_like(c), under)
+        t = torch.minimum(t, torch.where(_le(c, 1.0), inside, over))
     lin = lum + t.clamp(0.0, 1.0) * (torch.cat([r, g, b], dim=1) - lum)
     return _linear_to_srgb(lin)
 
