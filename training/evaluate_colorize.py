@@ -46,7 +46,7 @@ def gray_version(rgb: np.ndarray) -> np.ndarray:
 
 
 def evaluate(engine: Engine, images: dict[str, np.ndarray], out: Path | None = None,
-             thumb_width: int = 240) -> list[dict[str, float | str]]:
+             thumb_width: int = 160) -> list[dict[str, float | str]]:
     """Rows of {image, psnr_model, psnr_gray, colourfulness_model/_gray/_original, realness}."""
     rows = []
     for name, rgb in images.items():
