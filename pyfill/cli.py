@@ -54,6 +54,68 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder) for every input file and every image file
+    under every input folder (recursive)."""
+    from pyfill.images import IMAGE_SUFFIXES
+
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += [(p, p.relative_to(path)) for p in files]
+        else:
+            found.append((path, Path(path.name)))
+    return found
+
+
+def _progress(done: int, total: int, name: str) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[-40:]:<40}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _cmd_colorize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pyfill.engine import Engine
+    from pyfill.images import output_suffix, read_image, write_image
+
+    model = Path(args.model)
+    engine = Engine(model, backend=args.backend) if model.suffix else Engine.from_pretrained(args.model, backend=args.backend)
+    jobs = _collect_inputs(args.inputs)
+    if not jobs:
+        raise ValueError("no input images found")
+    out = Path(args.output)
+    single_file = len(jobs) == 1 and out.suffix != "" and not out.is_dir()
+    failed: list[str] = []
+    scores: list[tuple[str, str, float]] = []
+    for i, (src, rel) in enumerate(jobs, 1):
+        try:
+            arr = read_image(src)
+            alpha = arr[..., 3:] if arr.ndim == 3 and arr.shape[-1] == 4 else None
+            result = engine(arr[..., :3] if alpha is not None else arr)
+            fill = result["fill"] if alpha is None else np.concatenate([result["fill"], alpha], axis=-1)
+            target = out if single_file else (out / rel).with_suffix(output_suffix(rel.suffix, fill))
+            write_image(target, fill)
+            scores.append((str(src), str(target), float(np.asarray(result["realness"]).reshape(-1)[0])))
+        except (ValueError, TypeError, OSError) as exc:
+            failed.append(f"{src}: {exc}")
+        _progress(i, len(jobs), src.name)
+    for line in failed:
+        print(f"pyfill colorize: skipped {line}", file=sys.stderr)
+    if args.scores:
+        with open(args.scores, "w") as f:
+            f.write("input,output,realness\n")
+            f.writelines(f"{a},{b},{r:.6f}\n" for a, b, r in scores)
+    print(f"colourised {len(scores)} of {len(jobs)} images -> {out}" + (f"; {len(failed)} skipped" if failed else ""))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyfill import __version__
 
@@ -83,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--backend", default="auto", help="backend to load it with (default auto)")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=_cmd_info)
+
+    colorize = sub.add_parser("colorize", help="colourise gray or colour images (files and folders)")
+    colorize.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    colorize.add_argument("-o", "--output", required=True,
+                          help="output folder (folder structure kept); a file name when there is one input image")
+    colorize.add_argument("--model", default="colorize",
+                          help="a shipped model's name or a model file (default: the shipped 'colorize')")
+    colorize.add_argument("--backend", default="auto", help="backend (default auto)")
+    colorize.add_argument("--scores", help="write each fill's realness score (discriminator) to this CSV file")
+    colorize.set_defaults(func=_cmd_colorize)
     return parser
 
 

@@ -24,6 +24,12 @@ from pyfill.engine.manifest import Manifest, ManifestError, TensorSpec, read_onn
 BACKENDS = ("auto", "tensorrt", "torch", "openvino", "onnxruntime")
 CHECKPOINT_SUFFIXES = (".safetensors", ".json")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
+
+
+def pretrained_models() -> list[str]:
+    """Names of the models shipped inside the package (``pyfill/models/pretrained/<name>.onnx``)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.onnx")) if PRETRAINED_DIR.is_dir() else []
 
 
 class Engine:
@@ -98,6 +104,15 @@ class Engine:
         if self.foreign:
             self._scale = scale or self._probe_scale()
         self._selected_because = why
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs: Any) -> Engine:
+        """An Engine for a model shipped with pyfill, by name (see :func:`pretrained_models`);
+        ``kwargs`` are those of :class:`Engine`."""
+        available = pretrained_models()
+        if name not in available:
+            raise ValueError(f"no pretrained model named {name!r}; available: {available}")
+        return cls(PRETRAINED_DIR / f"{name}.onnx", **kwargs)
 
     # ---- model resolution ------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,386 @@
+"""Colour filling training (SPEC S1): ``python -m training.colorize [--config FILE] [--set k=v]``.
+
+Samples: a colour image (label real) and its gray version, i.e. its L channel (label fake).
+G predicts ab from L; D judges (L, ab). Two schedules:
+
+``phased`` (the seed's procedure), one outer round at a time:
+  1. the current D is frozen as the *target discriminator*;
+  2. generator phase: r1 = D(colour), r2 = D(G(gray)); the generation loss from r1 and r2
+     (``gen_loss`` ``bce``: BCE(r1, 1) + BCE(r2, 1); ``difference``: r1 - r2) plus
+     ``g_image_weight`` x L1(ab); G steps until the loss <= ``g_loss_threshold`` or
+     ``g_max_steps`` steps (the generation termination condition) -> *target generator*;
+  3. discriminator phase with G frozen: the samples whose fill the target discriminator judged
+     real (r2 > ``real_threshold``) are selected; r3 = D(fill) for them; discrimination error =
+     ``image_weight`` x image loss (``image_distance`` ``l1`` Manhattan or ``l2`` Euclidean, fill
+     ab vs colour ab) + ``result_weight`` x BCE(r3, label) with label r2 (``result_label``
+     ``r2``, the seed's) or 0 (``fake``); D steps until the error <= ``d_loss_threshold`` or
+     ``d_max_steps`` steps (the discrimination convergence condition);
+  4. total = last generation loss + last discrimination error; training ends when total <=
+     ``total_threshold`` or after ``max_rounds`` rounds, else D carries into the next round.
+
+``alternating`` (standard pix2pix): per batch one D step (colour -> real, fill -> fake) and one
+G step (fill -> real, plus ``g_image_weight`` x L1).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pyfill.export import save_checkpoint
+from pyfill.models import build_model, make_manifest
+from pyfill.models.colorize import AB_SCALE, Colorizer, lab_to_rgb, normalise_l, realness, rgb_to_lab
+from training import harness as H
+from training.data import ImageSet
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "device": "auto",
+    "amp": True,
+    "out": "runs/colorize",
+    "model": {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3},
+    "data": {"folders": [], "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field",
+                                               "retina", "stereo_motorcycle"],
+             "max_side": 256, "crop": 64, "batch": 8},
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "max_steps": 1000,
+    "schedule": "phased",
+    "g_image_weight": 10.0,
+    "phased": {
+        "gen_loss": "bce",
+        "g_loss_threshold": 0.0,
+        "g_max_steps": 20,
+        "real_threshold": 0.5,
+        "image_distance": "l1",
+        "image_weight": 1.0,
+        "result_weight": 1.0,
+        "result_label": "r2",
+        "d_loss_threshold": 0.0,
+        "d_max_steps": 20,
+        "total_threshold": 0.0,
+        "max_rounds": 1000,
+    },
+    "log_every": 1,
+    "checkpoint_every": 100,
+    "sample_every": 200,
+}
+
+LOSS_FIELDS = ("loss_g", "loss_d", "r1", "r2", "r3", "selected", "round")
+
+
+def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB (N, 3, H, W) in [0, 1] -> (normalised L (N, 1, H, W) in [-1, 1],
+    ab / AB_SCALE (N, 2, H, W) in about [-1, 1])."""
+    lab = rgb_to_lab(rgb)
+    return normalise_l(lab[:, :1]), lab[:, 1:] / AB_SCALE
+
+
+def set_frozen(module: nn.Module, frozen: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+
+
+def select_fooled(r2: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The samples whose fill the target discriminator judged real: (N, 1) probabilities ->
+    (N,) bool."""
+    return r2.reshape(-1) > threshold
+
+
+class Schedule:
+    """One training step at a time over G and D; ``done`` says the schedule has ended.
+
+    ``g_train`` / ``d_train`` are the modules that take gradient steps (DDP-wrapped in a
+    distributed run); the plain ``net.generator`` / ``net.discriminator`` serve frozen uses.
+    """
+
+    def __init__(self, net: Colorizer, g_train: nn.Module, d_train: nn.Module, opt_g: torch.optim.Optimizer,
+                 opt_d: torch.optim.Optimizer, config: dict[str, Any], ctx: H.DistContext) -> None:
+        self.net, self.g_train, self.d_train = net, g_train, d_train
+        self.opt_g, self.opt_d, self.config, self.ctx = opt_g, opt_d, config, ctx
+        self.done = False
+
+    def step(self, rgb: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.done = bool(state["done"])
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Modules besides G and D whose weights belong to the training state."""
+        return {}
+
+
+class AlternatingSchedule(Schedule):
+    """Standard per-batch alternation: a D step (colour -> real, fill -> fake) then a G step."""
+
+    def step(self, rgb: torch.Tensor) -> dict[str, float]:
+        l_norm, ab = split_lab(rgb)
+        g, d = self.net.generator, self.net.discriminator
+        with torch.no_grad():
+            fake = g(l_norm)
+        logits = self.d_train(torch.cat([l_norm, l_norm]), torch.cat([ab, fake]))
+        target = torch.cat([torch.ones_like(logits[: len(ab)]), torch.zeros_like(logits[len(ab):])])
+        loss_d = F.binary_cross_entropy_with_logits(logits, target)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        set_frozen(d, True)
+        fill = self.g_train(l_norm)
+        logits_fake = d(l_norm, fill)
+        loss_g = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake)) \
+            + self.config["g_image_weight"] * F.l1_loss(fill, ab)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        set_frozen(d, False)
+        return {"loss_g": self.ctx.mean(loss_g.item()), "loss_d": self.ctx.mean(loss_d.item())}
+
+
+class PhasedSchedule(Schedule):
+    """The seed's procedure (see the module docstring). State: ``round``, ``phase``
+    (``generator`` | ``discriminator``), ``phase_step``, the last losses, and ``ended`` (why the
+    last phase or the whole loop stopped: ``threshold`` / ``cap`` / ``converged`` / ``max_rounds``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.p = self.config["phased"]
+        for key, allowed in (("gen_loss", ("bce", "difference")), ("image_distance", ("l1", "l2")),
+                             ("result_label", ("r2", "fake"))):
+            if self.p[key] not in allowed:
+                raise ValueError(f"phased.{key} must be one of {allowed}, got {self.p[key]!r}")
+        for key in ("g_max_steps", "d_max_steps", "max_rounds"):
+            if int(self.p[key]) < 1:
+                raise ValueError(f"phased.{key} must be >= 1 (every condition has a step cap)")
+        self.round, self.phase, self.phase_step = 0, "generator", 0
+        self.last_g: float | None = None
+        self.last_d: float | None = None
+        self.ended: dict[str, str] = {}
+        self.target_d = copy.deepcopy(self.net.discriminator)
+        self._start_generator_phase()
+
+    def _start_generator_phase(self) -> None:
+        """A new round: the current D becomes the frozen target discriminator."""
+        self.target_d.load_state_dict(self.net.discriminator.state_dict())
+        set_frozen(self.target_d, True)
+        set_frozen(self.net.discriminator, True)
+        set_frozen(self.net.generator, False)
+
+    def _start_discriminator_phase(self) -> None:
+        set_frozen(self.net.generator, True)
+        set_frozen(self.net.discriminator, False)
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {"target_discriminator": self.target_d}
+
+    def generation_loss(self, r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+        if self.p["gen_loss"] == "difference":
+            return (r1 - r2).mean()
+        return F.binary_cross_entropy(r1, torch.ones_like(r1)) + F.binary_cross_entropy(r2, torch.ones_like(r2))
+
+    def generator_step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            r1 = realness(self.target_d(l_norm, ab))
+        fill = self.g_train(l_norm)
+        r2 = realness(self.target_d(l_norm, fill))
+        loss = self.generation_loss(r1, r2) + self.config["g_image_weight"] * F.l1_loss(fill, ab)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return {"loss_g": self.ctx.mean(loss.item()), "r1": self.ctx.mean(r1.mean().item()),
+                "r2": self.ctx.mean(r2.mean().item())}
+
+    def discriminator_step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            fill = self.net.generator(l_norm)
+            r2 = realness(self.target_d(l_norm, fill))
+        chosen = select_fooled(r2, self.p["real_threshold"])
+        self.last_selection = chosen
+        r3 = realness(self.d_train(l_norm, fill))
+        diff = (fill - ab).abs() if self.p["image_distance"] == "l1" else (fill - ab) ** 2
+        image_loss = diff.mean(dim=(1, 2, 3))
+        label = r2 if self.p["result_label"] == "r2" else torch.zeros_like(r2)
+        result_loss = F.binary_cross_entropy(r3, label, reduction="none").reshape(-1)
+        per_sample = self.p["image_weight"] * image_loss + self.p["result_weight"] * result_loss
+        weights = chosen.to(per_sample.dtype)
+        loss = (per_sample * weights).sum() / weights.sum().clamp(min=1.0)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        r3_sel = float((r3.detach().reshape(-1) * weights).sum() / weights.sum().clamp(min=1.0))
+        return {"loss_d": self.ctx.mean(loss.item()), "r2": self.ctx.mean(r2.mean().item()),
+                "r3": self.ctx.mean(r3_sel), "selected": self.ctx.mean(float(weights.sum()))}
+
+    def step(self, rgb: torch.Tensor) -> dict[str, float]:
+        if self.done:
+            raise RuntimeError("the phased schedule has ended; no more steps")
+        l_norm, ab = split_lab(rgb)
+        logs: dict[str, float] = {"round": float(self.round)}
+        if self.phase == "generator":
+            logs.update(self.generator_step(l_norm, ab))
+            self.phase_step += 1
+            self.last_g = logs["loss_g"]
+            stop = "threshold" if self.last_g <= self.p["g_loss_threshold"] else \
+                "cap" if self.phase_step >= self.p["g_max_steps"] else None
+            if stop:
+                self.ended["generator"] = stop
+                self.phase, self.phase_step = "discriminator", 0
+                self._start_discriminator_phase()
+            return logs
+        logs.update(self.discriminator_step(l_norm, ab))
+        self.phase_step += 1
+        self.last_d = logs["loss_d"]
+        stop = "threshold" if self.last_d <= self.p["d_loss_threshold"] else \
+            "cap" if self.phase_step >= self.p["d_max_steps"] else None
+        if stop:
+            self.ended["discriminator"] = stop
+            self.round += 1
+            self.phase, self.phase_step = "generator", 0
+            total = self.last_g + self.last_d
+            if total <= self.p["total_threshold"]:
+                self.done, self.ended["loop"] = True, "converged"
+            elif self.round >= self.p["max_rounds"]:
+                self.done, self.ended["loop"] = True, "max_rounds"
+            else:
+                self._start_generator_phase()
+        return logs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "round": self.round, "phase": self.phase, "phase_step": self.phase_step,
+                "last_g": self.last_g, "last_d": self.last_d, "ended": self.ended}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.round, self.phase, self.phase_step = int(state["round"]), state["phase"], int(state["phase_step"])
+        self.last_g, self.last_d, self.ended = state["last_g"], state["last_d"], dict(state["ended"])
+        if self.phase == "generator":
+            set_frozen(self.target_d, True)
+            set_frozen(self.net.discriminator, True)
+            set_frozen(self.net.generator, False)
+        else:
+            set_frozen(self.target_d, True)
+            self._start_discriminator_phase()
+
+
+SCHEDULES = {"phased": PhasedSchedule, "alternating": AlternatingSchedule}
+
+
+def make_schedule(net: Colorizer, config: dict[str, Any], ctx: H.DistContext) -> Schedule:
+    """The configured schedule with Adam optimizers (and DDP wrappers when distributed)."""
+    if config["schedule"] not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {config['schedule']!r}")
+    opt_g = torch.optim.Adam(net.generator.parameters(), lr=config["lr_g"], betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(net.discriminator.parameters(), lr=config["lr_d"], betas=(0.5, 0.999))
+    return SCHEDULES[config["schedule"]](net, ctx.wrap(net.generator), ctx.wrap(net.discriminator),
+                                         opt_g, opt_d, config, ctx)
+
+
+def sample_rows(net: Colorizer, rgb: torch.Tensor, count: int = 4) -> list[list]:
+    """Rows of (gray, fill, original) float (H, W, 3) images for a sample grid."""
+    with torch.no_grad():
+        l_norm, _ = split_lab(rgb[:count])
+        lightness = (l_norm + 1.0) * 50.0
+        fill = lab_to_rgb(torch.cat([lightness, net.generator(l_norm) * AB_SCALE], dim=1))
+        gray = lab_to_rgb(torch.cat([lightness, torch.zeros_like(lightness).repeat(1, 2, 1, 1)], dim=1))
+
+    def hwc(t: torch.Tensor) -> Any:
+        return t.permute(1, 2, 0).float().cpu().numpy()
+
+    return [[hwc(gray[i]), hwc(fill[i]), hwc(rgb[i])] for i in range(min(count, len(rgb)))]
+
+
+def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+    """Run a training; returns {"out", "steps", "seconds", "skipped", "ended", "model"} (``model``:
+    the trained :class:`Colorizer`).
+
+    Writes to ``config["out"]``: ``state.safetensors`` / ``state.json`` (resumable state),
+    ``colorize.safetensors`` / ``colorize.json`` (the model checkpoint for ``pyfill export``),
+    ``log.csv``, ``losses.png`` and ``samples_<step>.png``.
+    """
+    ctx = H.init_distributed(config["device"])
+    try:
+        return _train(config, resume, ctx)
+    finally:
+        H.close_distributed(ctx)
+
+
+def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
+    out = Path(config["out"])
+    H.seed_everything(int(config["seed"]))
+    net = build_model("colorize", config["model"]).to(ctx.device)
+    manifest = make_manifest("colorize", config["model"])
+    data_cfg = config["data"]
+    images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]),
+                      int(data_cfg["crop"]))
+    schedule = make_schedule(net, config, ctx)
+    modules = {"model": net, **schedule.extra_modules()}
+    optimizers = {"g": schedule.opt_g, "d": schedule.opt_d}
+    start = 0
+    if resume and H.has_training_state(out):
+        meta = H.load_training_state(out, modules, optimizers)
+        schedule.load_state_dict(meta["schedule"])
+        start = int(meta["step"])
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = H.CsvLog(out / "log.csv", LOSS_FIELDS, resume_step=start) if ctx.main else None
+
+    def save(step: int) -> None:
+        if ctx.main:
+            H.save_training_state(out, modules, optimizers,
+                                  {"step": step, "schedule": schedule.state_dict(), "config": config})
+
+    max_steps = int(config["max_steps"])
+    began = time.perf_counter()
+    step = start
+    with H.progress(max_steps, start, ctx.main) as bar:
+        while step < max_steps and not schedule.done:
+            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
+            rgb = images.random_crops(int(data_cfg["batch"]), int(data_cfg["crop"]), gen).to(ctx.device)
+            with H.autocast(ctx, bool(config["amp"])):
+                logs = schedule.step(rgb)
+            step += 1
+            if log is not None and step % int(config["log_every"]) == 0:
+                log.write(step, logs)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss_g", "loss_d")})
+            if step % int(config["checkpoint_every"]) == 0:
+                save(step)
+            if ctx.main and config["sample_every"] and step % int(config["sample_every"]) == 0:
+                H.save_image_grid(sample_rows(net, rgb), out / f"samples_{step:06d}.png")
+    seconds = time.perf_counter() - began
+    save(step)
+    if ctx.main:
+        save_checkpoint(net.cpu(), manifest, out / "colorize")
+        H.plot_losses(out / "log.csv", out / "losses.png", ("loss_g", "loss_d"))
+    return {"out": str(out), "steps": step, "seconds": seconds, "skipped": images.skipped,
+            "ended": getattr(schedule, "ended", {}), "model": net}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = H.config_argparser("Train the colour filling model (SPEC S1).")
+    args = parser.parse_args(argv)
+    config = H.load_config(DEFAULTS, args.config, args.overrides)
+    if args.out:
+        config["out"] = args.out
+    result = train(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {result['steps']} steps in {result['seconds']:.1f} s -> {result['out']}"
+              + (f" (skipped {len(result['skipped'])} unreadable images)" if result["skipped"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
