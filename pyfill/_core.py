@@ -29,6 +29,11 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if extra == "core":
+            raise MissingExtraError(
+                f"the Python package '{module}' is a dependency of pyfill but cannot be imported ({exc}); "
+                "reinstall pyfill: pip install --force-reinstall pyfill"
+            ) from exc
         raise MissingExtraError(
             f"this feature needs the Python package '{module}', which is not installed; "
             f"install it with: pip install 'pyfill[{extra}]'"

@@ -1,7 +1,7 @@
 """Image files for the command line: decode to NumPy keeping bit depth and alpha, and write
 back (16-bit colour as PNG, which Pillow cannot write, through a small encoder here).
 
-Needs Pillow (``pip install 'pyfill[board]'``).
+Uses Pillow (a dependency of pyfill, imported only here).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises ValueError for a file that is not a readable image.
     """
-    image_mod = require("PIL.Image", "board")
+    image_mod = require("PIL.Image", "core")
     try:
         with image_mod.open(path) as im:
             im.load()
@@ -70,7 +70,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
             raise ValueError(f"{path}: 16-bit images are written as .png")
         path.write_bytes(encode_png16(array))
         return path
-    image_mod = require("PIL.Image", "board")
+    image_mod = require("PIL.Image", "core")
     image_mod.fromarray(array).save(str(path))
     return path
 
