@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -313,10 +314,100 @@ inline uint8_t to_u8(float v) { return saturate_u8(v * 255.0f); }
 inline void from_u8(int v, uint8_t* dst) { *dst = static_cast<uint8_t>(v); }
 inline void from_u8(int v, float* dst) { *dst = static_cast<float>(v) * (1.0f / 255.0f); }
 
-// JPEG's lossy path on one 3-channel image. Pass 1, per MCU row: RGB -> YCbCr (8-bit), chroma
-// 2x2 averaging for 4:2:0, 8x8 DCT round trip of every block into reconstructed planes. Pass 2,
-// per row: chroma upsampling (libjpeg's triangular filter) and YCbCr -> RGB. Edges are
-// replicated to whole MCUs as libjpeg does.
+// jpeg_block_roundtrip() written with 8-lane vectors (two SSE or one AVX register per block
+// row): the same products summed in the same order, so the same results, without relying on
+// the auto-vectoriser.
+typedef float V8f __attribute__((vector_size(32)));
+typedef int V8i __attribute__((vector_size(32)));
+
+PYFILL_CLONES void block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
+  V8f x[8], t[8], c[8], b[8], bt[8], qv[8];
+  std::memcpy(x, blk, sizeof(x));
+  std::memcpy(b, basis, sizeof(b));
+  std::memcpy(bt, basis_t, sizeof(bt));
+  std::memcpy(qv, q, sizeof(qv));
+  for (int u = 0; u < 8; ++u) {  // t = B X
+    V8f acc = {};
+    for (int y = 0; y < 8; ++y) acc += basis[u * 8 + y] * x[y];
+    t[u] = acc;
+  }
+  for (int u = 0; u < 8; ++u) {  // c = t B^T, quantised and dequantised
+    V8f acc = {};
+    for (int k = 0; k < 8; ++k) acc += t[u][k] * bt[k];
+    const V8f mag = acc < 0.0f ? -acc : acc;
+    const V8f a = __builtin_convertvector(__builtin_convertvector(mag / qv[u] + 0.5f, V8i), V8f) * qv[u];
+    c[u] = acc < 0.0f ? -a : a;
+  }
+  for (int y = 0; y < 8; ++y) {  // t = B^T c
+    V8f acc = {};
+    for (int u = 0; u < 8; ++u) acc += basis_t[y * 8 + u] * c[u];
+    t[y] = acc;
+  }
+  for (int y = 0; y < 8; ++y) {  // X = t B
+    V8f acc = {};
+    for (int v = 0; v < 8; ++v) acc += t[y][v] * b[v];
+    x[y] = acc;
+  }
+  std::memcpy(blk, x, sizeof(x));
+}
+
+// Eight rows of 8x8 blocks of a level-shifted plane through JPEG's lossy core: `in` holds
+// samples (row stride `stride`, `nbx` blocks across), `out` receives the reconstructed 8-bit
+// samples at the same positions (row stride `out_stride`).
+PYFILL_CLONES void jpeg_block_row(const int* __restrict in, int64_t stride, int64_t nbx, uint8_t* __restrict out,
+                                  int64_t out_stride, const float* basis, const float* basis_t, const float* q) {
+  float blk[64];
+  for (int64_t bx = 0; bx < nbx; ++bx) {
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < 8; ++c) blk[r * 8 + c] = static_cast<float>(in[r * stride + bx * 8 + c]) - 128.0f;
+    block_roundtrip(blk, basis, basis_t, q);
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < 8; ++c)
+        out[r * out_stride + bx * 8 + c] = static_cast<uint8_t>(clamp255(round_half_up(blk[r * 8 + c] + 128.0f)));
+  }
+}
+
+// RGB -> 8-bit YCbCr of n pixels into three planar rows.
+template <class T>
+PYFILL_CLONES void ycc_row(const T* __restrict px, int64_t n, int* __restrict y, int* __restrict cb, int* __restrict cr) {
+  for (int64_t x = 0; x < n; ++x) rgb_to_ycc(to_u8(px[x * 3]), to_u8(px[x * 3 + 1]), to_u8(px[x * 3 + 2]), y + x, cb + x, cr + x);
+}
+
+// 2x2 chroma averaging of two full-resolution rows (n output samples), libjpeg's alternating
+// rounding bias.
+PYFILL_CLONES void subsample_row(const int* __restrict a, const int* __restrict b, int64_t n, int* __restrict out) {
+  for (int64_t cx = 0; cx < n; ++cx) out[cx] = (a[2 * cx] + a[2 * cx + 1] + b[2 * cx] + b[2 * cx + 1] + 1 + (cx & 1)) >> 2;
+}
+
+// libjpeg's h2v2 "fancy" (triangular) upsampling of one output row from the nearer and the
+// farther chroma rows (n samples each): 2n output samples. Same values as fancy_upsample().
+PYFILL_CLONES void fancy_row(const uint8_t* __restrict near_row, const uint8_t* __restrict far_row, int64_t n,
+                             int* __restrict v, int* __restrict out) {
+  for (int64_t cx = 0; cx < n; ++cx) v[cx + 1] = 3 * near_row[cx] + far_row[cx];
+  v[0] = v[1];
+  v[n + 1] = v[n];
+  for (int64_t cx = 0; cx < n; ++cx) {
+    out[2 * cx] = (3 * v[cx + 1] + v[cx] + 8) >> 4;
+    out[2 * cx + 1] = (3 * v[cx + 1] + v[cx + 2] + 7) >> 4;
+  }
+}
+
+template <class T>
+PYFILL_CLONES void rgb_row(const uint8_t* __restrict y, const int* __restrict cb, const int* __restrict cr, int64_t n,
+                           T* __restrict out) {
+  for (int64_t x = 0; x < n; ++x) {
+    int r, g, b;
+    ycc_to_rgb(y[x], cb[x], cr[x], &r, &g, &b);
+    from_u8(r, out + x * 3);
+    from_u8(g, out + x * 3 + 1);
+    from_u8(b, out + x * 3 + 2);
+  }
+}
+
+// JPEG's lossy path on one 3-channel image. Pass 1, per MCU row: RGB -> YCbCr (8-bit) into
+// planar rows (edges replicated to whole MCUs as libjpeg does), chroma 2x2 averaging for 4:2:0,
+// 8x8 DCT round trip of every block into reconstructed planes. Pass 2, per row: chroma
+// upsampling (libjpeg's triangular filter) and YCbCr -> RGB.
 template <class T>
 void jpeg(const T* src, T* dst, const Dim& d, int quality, bool sub420, Scratch& sc) {
   const int64_t mcu = sub420 ? 16 : 8;
@@ -332,69 +423,46 @@ void jpeg(const T* src, T* dst, const Dim& d, int quality, bool sub420, Scratch&
   }
   const int64_t ysize = pw * ph, csize = cw * chh;
   uint8_t* yplane = grow(sc.planes, ysize + 2 * csize);
-  int* ycc = grow(sc.ycc, mcu * pw * 3);
-  float blk[64];
+  // Planar 8-bit YCbCr of one MCU row (Y, Cb, Cr), then the subsampled chroma rows.
+  int* ycc = grow(sc.ycc, 3 * mcu * pw + 2 * 8 * cw);
+  int* sub[2] = {ycc + 3 * mcu * pw, ycc + 3 * mcu * pw + 8 * cw};
   for (int64_t y0 = 0; y0 < ph; y0 += mcu) {
     for (int64_t y = 0; y < mcu; ++y) {
-      const T* row = src + std::min(y0 + y, d.h - 1) * d.row();
-      for (int64_t x = 0; x < pw; ++x) {
-        const T* px = row + std::min(x, d.w - 1) * 3;
-        int* o = ycc + (y * pw + x) * 3;
-        rgb_to_ycc(to_u8(px[0]), to_u8(px[1]), to_u8(px[2]), o, o + 1, o + 2);
-      }
+      int* py = ycc + y * pw;
+      int* pcb = py + mcu * pw;
+      int* pcr = pcb + mcu * pw;
+      ycc_row(src + std::min(y0 + y, d.h - 1) * d.row(), d.w, py, pcb, pcr);
+      for (int64_t x = d.w; x < pw; ++x) py[x] = py[d.w - 1], pcb[x] = pcb[d.w - 1], pcr[x] = pcr[d.w - 1];
     }
-    for (int64_t bx = 0; bx < pw; bx += 8)
-      for (int64_t by = 0; by < mcu; by += 8) {
-        for (int i = 0; i < 64; ++i) blk[i] = static_cast<float>(ycc[((by + i / 8) * pw + bx + i % 8) * 3]) - 128.0f;
-        jpeg_block_roundtrip(blk, basis, basis_t, qy);
-        for (int i = 0; i < 64; ++i)
-          yplane[(y0 + by + i / 8) * pw + bx + i % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[i] + 128.0f)));
+    for (int64_t by = 0; by < mcu; by += 8)
+      jpeg_block_row(ycc + by * pw, pw, pw / 8, yplane + (y0 + by) * pw, pw, basis, basis_t, qy);
+    for (int comp = 0; comp < 2; ++comp) {
+      const int* full = ycc + (comp + 1) * mcu * pw;
+      uint8_t* cplane = yplane + ysize + comp * csize;
+      if (sub420) {
+        for (int64_t cy = 0; cy < 8; ++cy) subsample_row(full + 2 * cy * pw, full + (2 * cy + 1) * pw, cw, sub[comp] + cy * cw);
+        jpeg_block_row(sub[comp], cw, cw / 8, cplane + (y0 / 2) * cw, cw, basis, basis_t, qc);
+      } else {
+        jpeg_block_row(full, pw, pw / 8, cplane + y0 * cw, cw, basis, basis_t, qc);
       }
-    const int64_t cy0 = sub420 ? y0 / 2 : y0, crows = sub420 ? mcu / 2 : mcu;
-    for (int comp = 1; comp <= 2; ++comp) {
-      uint8_t* cplane = yplane + ysize + (comp - 1) * csize;
-      for (int64_t bx = 0; bx < cw; bx += 8)
-        for (int64_t by = 0; by < crows; by += 8) {
-          for (int i = 0; i < 64; ++i) {
-            const int64_t cx = bx + i % 8, cy = by + i / 8;
-            int v;
-            if (sub420) {
-              const int64_t fx = 2 * cx, fy = 2 * cy;
-              v = (ycc[(fy * pw + fx) * 3 + comp] + ycc[(fy * pw + fx + 1) * 3 + comp] +
-                   ycc[((fy + 1) * pw + fx) * 3 + comp] + ycc[((fy + 1) * pw + fx + 1) * 3 + comp] +
-                   ((cx & 1) ? 2 : 1)) >> 2;
-            } else {
-              v = ycc[(cy * pw + cx) * 3 + comp];
-            }
-            blk[i] = static_cast<float>(v) - 128.0f;
-          }
-          jpeg_block_roundtrip(blk, basis, basis_t, qc);
-          for (int i = 0; i < 64; ++i)
-            cplane[(cy0 + by + i / 8) * cw + bx + i % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[i] + 128.0f)));
-        }
     }
   }
   const uint8_t* cb = yplane + ysize;
   const uint8_t* cr = cb + csize;
+  int* up = grow(sc.ycc, 2 * (2 * real_cw) + real_cw + 2);  // full-resolution Cb and Cr rows, then the blend row
+  int* ucb = up;
+  int* ucr = up + 2 * real_cw;
+  int* blend = up + 4 * real_cw;
   for (int64_t y = 0; y < d.h; ++y) {
-    T* out = dst + y * d.row();
-    for (int64_t x = 0; x < d.w; ++x) {
-      int vb, vr;
-      if (sub420) {
-        vb = fancy_upsample(cb, static_cast<int>(cw), static_cast<int>(real_cw), static_cast<int>(real_ch),
-                            static_cast<int>(x), static_cast<int>(y));
-        vr = fancy_upsample(cr, static_cast<int>(cw), static_cast<int>(real_cw), static_cast<int>(real_ch),
-                            static_cast<int>(x), static_cast<int>(y));
-      } else {
-        vb = cb[y * cw + x];
-        vr = cr[y * cw + x];
-      }
-      int r, g, bl;
-      ycc_to_rgb(yplane[y * pw + x], vb, vr, &r, &g, &bl);
-      from_u8(r, out + x * 3);
-      from_u8(g, out + x * 3 + 1);
-      from_u8(bl, out + x * 3 + 2);
+    if (sub420) {
+      const int64_t cy = y >> 1;
+      const int64_t far = std::min(std::max<int64_t>((y & 1) ? cy + 1 : cy - 1, 0), real_ch - 1);
+      fancy_row(cb + cy * cw, cb + far * cw, real_cw, blend, ucb);
+      fancy_row(cr + cy * cw, cr + far * cw, real_cw, blend, ucr);
+    } else {
+      for (int64_t x = 0; x < d.w; ++x) ucb[x] = cb[y * cw + x], ucr[x] = cr[y * cw + x];
     }
+    rgb_row(yplane + y * pw, ucb, ucr, d.w, dst + y * d.row());
   }
 }
 
