@@ -61,6 +61,7 @@ struct Scratch {
   std::vector<float> pad, ring, acc, tmp;
   std::vector<uint8_t> planes;
   std::vector<int> ycc;
+  std::vector<uint32_t> words;
 };
 
 template <class V>
@@ -236,27 +237,44 @@ struct Stream {
 
 inline float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
 
+// The four words of draws [first, first + n) of a stream, draw-major.
+void draw_words(Stream st, uint32_t tag, int64_t first, int64_t n, uint32_t* words) {
+  for (int64_t k = 0; k < n; ++k) {
+    const Philox4 r = draw(st.seed, st.stream, tag, static_cast<uint64_t>(first + k));
+    for (int j = 0; j < 4; ++j) words[4 * k + j] = r.v[j];
+  }
+}
+
+// z[2i], z[2i + 1] for i < n: Box-Muller normals of the word pairs (words[2i], words[2i + 1]).
+PYFILL_CLONES void normals(const uint32_t* __restrict words, int64_t n, float* __restrict z) {
+  for (int64_t i = 0; i < n; ++i) box_muller(words[2 * i], words[2 * i + 1], z + 2 * i, z + 2 * i + 1);
+}
+
+// out[i] = poisson_normal(lam[i], words[4i + 1], words[4i + 2]) for i < n.
+PYFILL_CLONES void poisson_normals(const float* __restrict lam, const uint32_t* __restrict words, int64_t n,
+                                   float* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = poisson_normal(lam[i], words[4 * i + 1], words[4 * i + 2]);
+}
+
 // Gaussian noise N(mean, sigma^2) in grey levels on one image; draw i of the image's stream
-// gives the four normals of samples 4i..4i+3 (samples are values, or pixels when gray).
+// gives the four normals of samples 4i..4i+3 (samples are values, or pixels when gray). Each
+// row's draws are made first, then their normals in a vectorised loop, then the sum.
 template <class T>
-void gaussian_noise(const T* src, T* dst, const Dim& d, float sigma, float mean, bool gray, Stream st) {
+void gaussian_noise(const T* src, T* dst, const Dim& d, float sigma, float mean, bool gray, Stream st, Scratch& sc) {
   const float to255 = 255.0f / kLevels<T>, from255 = kLevels<T> / 255.0f;
+  const int64_t per_row = gray ? d.w : d.row();
+  const int64_t max_blocks = per_row / 4 + 2;
+  uint32_t* words = grow(sc.words, 4 * max_blocks);
+  float* z = grow(sc.acc, 4 * max_blocks);
   for (int64_t y = 0; y < d.h; ++y) {
-    const int64_t per_row = gray ? d.w : d.row();
-    const int64_t first = y * per_row;
-    int64_t block = -1;
-    float z[4] = {0, 0, 0, 0};
+    const int64_t first = y * per_row, b0 = first / 4, nb = (first + per_row - 1) / 4 - b0 + 1;
+    draw_words(st, kTagGaussian, b0, nb, words);
+    normals(words, 2 * nb, z);
+    const float* zr = z + (first - 4 * b0);
     const T* in = src + y * d.row();
     T* out = dst + y * d.row();
     for (int64_t k = 0; k < per_row; ++k) {
-      const int64_t sample = first + k;
-      if (sample / 4 != block) {
-        block = sample / 4;
-        const Philox4 r = draw(st.seed, st.stream, kTagGaussian, static_cast<uint64_t>(block));
-        box_muller(r.v[0], r.v[1], &z[0], &z[1]);
-        box_muller(r.v[2], r.v[3], &z[2], &z[3]);
-      }
-      const float noise = mean + sigma * z[sample & 3];
+      const float noise = mean + sigma * zr[k];
       if (gray) {
         for (int64_t ch = 0; ch < d.c; ++ch)
           store((static_cast<float>(in[k * d.c + ch]) * to255 + noise) * from255, out + k * d.c + ch);
@@ -269,27 +287,37 @@ void gaussian_noise(const T* src, T* dst, const Dim& d, float sigma, float mean,
 
 // Poisson (shot) noise on one image: each value v (grey levels) becomes
 // v + scale * (Poisson(v) - v); gray draws one count per pixel from its luma and adds the same
-// noise to every channel. Draw index = value (or pixel) index.
+// noise to every channel. Draw index = value (or pixel) index. Per row: the draws, the normal
+// approximations of every sample in a vectorised loop, then inversion where lam < 16.
 template <class T>
-void poisson_noise(const T* src, T* dst, const Dim& d, float scale, bool gray, Stream st) {
+void poisson_noise(const T* src, T* dst, const Dim& d, float scale, bool gray, Stream st, Scratch& sc) {
   const float lv = kLevels<T>, to255 = 255.0f / lv, from255 = lv / 255.0f;
+  const bool per_pixel = gray && d.c == 3;
+  const int64_t per_row = per_pixel ? d.w : d.row();
+  uint32_t* words = grow(sc.words, 4 * per_row);
+  float* lam = grow(sc.acc, 2 * per_row);
+  float* count = lam + per_row;
   for (int64_t y = 0; y < d.h; ++y) {
     const T* in = src + y * d.row();
     T* out = dst + y * d.row();
-    for (int64_t x = 0; x < d.w; ++x) {
-      const T* px = in + x * d.c;
-      if (gray && d.c == 3) {
-        const float lam = luma(px[0], px[1], px[2]) * to255;
-        const Philox4 r = draw(st.seed, st.stream, kTagPoisson, static_cast<uint64_t>(y * d.w + x));
-        const float noise = scale * (poisson_sample(lam, r) - lam) * from255;
-        for (int64_t ch = 0; ch < d.c; ++ch) store(static_cast<float>(px[ch]) + noise, out + x * d.c + ch);
-        continue;
+    if (per_pixel) {
+      for (int64_t x = 0; x < d.w; ++x) lam[x] = luma(in[x * 3], in[x * 3 + 1], in[x * 3 + 2]) * to255;
+    } else {
+      for (int64_t k = 0; k < per_row; ++k) lam[k] = static_cast<float>(in[k]) * to255;
+    }
+    draw_words(st, kTagPoisson, y * per_row, per_row, words);
+    poisson_normals(lam, words, per_row, count);
+    for (int64_t k = 0; k < per_row; ++k) {
+      if (lam[k] <= 0.0f) count[k] = 0.0f;
+      else if (lam[k] < 16.0f) count[k] = poisson_inversion(lam[k], words[4 * k]);
+    }
+    if (per_pixel) {
+      for (int64_t x = 0; x < d.w; ++x) {
+        const float noise = scale * (count[x] - lam[x]) * from255;
+        for (int64_t ch = 0; ch < 3; ++ch) store(static_cast<float>(in[x * 3 + ch]) + noise, out + x * 3 + ch);
       }
-      for (int64_t ch = 0; ch < d.c; ++ch) {
-        const float lam = static_cast<float>(px[ch]) * to255;
-        const Philox4 r = draw(st.seed, st.stream, kTagPoisson, static_cast<uint64_t>((y * d.w + x) * d.c + ch));
-        store(static_cast<float>(px[ch]) + scale * (poisson_sample(lam, r) - lam) * from255, out + x * d.c + ch);
-      }
+    } else {
+      for (int64_t k = 0; k < per_row; ++k) store(static_cast<float>(in[k]) + scale * (count[k] - lam[k]) * from255, out + k);
     }
   }
 }
@@ -489,8 +517,8 @@ void apply_step(const Step& s, const T* src, T* dst, const Dim& d, Scratch& sc) 
     case kSepFilter: sep_filter(src, dst, d, s.kernel, s.kernel, sc); break;
     case kFilter2d: filter2d(src, dst, d, s.kernel, s.ksize, sc); break;
     case kResize: resize(src, dst, d, s.i0, s.i1, static_cast<int>(s.i2), sc); break;
-    case kGaussianNoise: gaussian_noise(src, dst, d, s.f0, s.f1, s.i0 != 0, st); break;
-    case kPoissonNoise: poisson_noise(src, dst, d, s.f0, s.i0 != 0, st); break;
+    case kGaussianNoise: gaussian_noise(src, dst, d, s.f0, s.f1, s.i0 != 0, st, sc); break;
+    case kPoissonNoise: poisson_noise(src, dst, d, s.f0, s.i0 != 0, st, sc); break;
     case kSaltPepper: salt_pepper(src, dst, d, s.f0, st); break;
     case kJpeg: jpeg(src, dst, d, static_cast<int>(s.i0), s.i1 != 0, sc); break;
     default: throw std::invalid_argument("apply_pipeline: unknown step code");
@@ -730,8 +758,8 @@ PYFILL_REGISTER(degrade) {
     if (!(sigma >= 0.0f) || !std::isfinite(mean)) throw std::invalid_argument("gaussian_noise: bad sigma or mean");
     const Streams st = checked_streams(seeds, streams, b, "gaussian_noise");
     return run_typed(img, "gaussian_noise", dims(b, d), [&](const auto* src, auto* dst) {
-      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch&) {
-        gaussian_noise(s, o, d, sigma, mean, gray, st.of(i));
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch& sc) {
+        gaussian_noise(s, o, d, sigma, mean, gray, st.of(i), sc);
       });
     });
   }, py::arg("img"), py::arg("sigma"), py::arg("mean"), py::arg("gray"), py::arg("seeds"), py::arg("streams"),
@@ -745,8 +773,8 @@ PYFILL_REGISTER(degrade) {
     if (!(scale >= 0.0f)) throw std::invalid_argument("poisson_noise: scale must be >= 0");
     const Streams st = checked_streams(seeds, streams, b, "poisson_noise");
     return run_typed(img, "poisson_noise", dims(b, d), [&](const auto* src, auto* dst) {
-      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch&) {
-        poisson_noise(s, o, d, scale, gray, st.of(i));
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch& sc) {
+        poisson_noise(s, o, d, scale, gray, st.of(i), sc);
       });
     });
   }, py::arg("img"), py::arg("scale"), py::arg("gray"), py::arg("seeds"), py::arg("streams"),
