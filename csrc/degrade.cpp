@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "degrade_common.h"
 #include "degrade_resize.h"
 #include "parallel.h"
@@ -237,9 +241,60 @@ struct Stream {
 
 inline float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
 
-// The four words of draws [first, first + n) of a stream, draw-major.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define PYFILL_PHILOX_AVX2 1
+// Philox4x32-10 on eight consecutive counters at once with AVX2 (the same integer arithmetic as
+// philox4x32_10(), so the same words): words[4k + j] = word j of draw first + k, k < 8.
+__attribute__((target("avx2"))) void philox8_avx2(Stream st, uint32_t tag, uint64_t first, uint32_t* words) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // Counters (index lo, index hi, stream, tag); the caller keeps the eight low words from wrapping.
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first))), lanes);
+  __m256i c1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first >> 32)));
+  __m256i c2 = _mm256_set1_epi32(static_cast<int>(st.stream));
+  __m256i c3 = _mm256_set1_epi32(static_cast<int>(tag));
+  uint32_t k0 = static_cast<uint32_t>(st.seed), k1 = static_cast<uint32_t>(st.seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    const __m256i p0e = _mm256_mul_epu32(c0, m0), p0o = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
+    const __m256i p1e = _mm256_mul_epu32(c2, m1), p1o = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
+    const __m256i lo0 = _mm256_blend_epi32(p0e, _mm256_slli_epi64(p0o, 32), 0xAA);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(p0e, 32), p0o, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(p1e, _mm256_slli_epi64(p1o, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(p1e, 32), p1o, 0xAA);
+    const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+    const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  alignas(32) uint32_t v[4][8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v[0]), c0);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v[1]), c1);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v[2]), c2);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v[3]), c3);
+  for (int k = 0; k < 8; ++k)
+    for (int j = 0; j < 4; ++j) words[4 * k + j] = v[j][k];
+}
+#endif
+
+// The four words of draws [first, first + n) of a stream, draw-major: words[4k + j] = word j
+// of draw first + k. Eight draws at a time with AVX2 where the CPU has it.
 void draw_words(Stream st, uint32_t tag, int64_t first, int64_t n, uint32_t* words) {
-  for (int64_t k = 0; k < n; ++k) {
+  int64_t k = 0;
+#ifdef PYFILL_PHILOX_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2)
+    for (; k + 8 <= n; k += 8) {
+      const uint64_t index = static_cast<uint64_t>(first + k);
+      if ((index & 0xFFFFFFFFu) > 0xFFFFFFF8u) break;  // the low counter word would wrap
+      philox8_avx2(st, tag, index, words + 4 * k);
+    }
+#endif
+  for (; k < n; ++k) {
     const Philox4 r = draw(st.seed, st.stream, tag, static_cast<uint64_t>(first + k));
     for (int j = 0; j < 4; ++j) words[4 * k + j] = r.v[j];
   }
@@ -325,15 +380,19 @@ void poisson_noise(const T* src, T* dst, const Dim& d, float scale, bool gray, S
 // Salt and pepper on one image: each pixel (all channels) becomes black or white with
 // probability `amount` (half each); draw index = pixel index.
 template <class T>
-void salt_pepper(const T* src, T* dst, const Dim& d, float amount, Stream st) {
+void salt_pepper(const T* src, T* dst, const Dim& d, float amount, Stream st, Scratch& sc) {
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(amount) * 4294967296.0);
   const T white = static_cast<T>(kLevels<T>);
+  uint32_t* words = grow(sc.words, 4 * d.w);
   if (src != dst) std::copy(src, src + d.size(), dst);
-  for (int64_t p = 0; p < d.h * d.w; ++p) {
-    const Philox4 r = draw(st.seed, st.stream, kTagSaltPepper, static_cast<uint64_t>(p));
-    if (r.v[0] >= threshold) continue;
-    const T v = (r.v[1] & 1u) ? white : T(0);
-    for (int64_t ch = 0; ch < d.c; ++ch) dst[p * d.c + ch] = v;
+  for (int64_t y = 0; y < d.h; ++y) {
+    draw_words(st, kTagSaltPepper, y * d.w, d.w, words);
+    T* out = dst + y * d.row();
+    for (int64_t x = 0; x < d.w; ++x) {
+      if (words[4 * x] >= threshold) continue;
+      const T v = (words[4 * x + 1] & 1u) ? white : T(0);
+      for (int64_t ch = 0; ch < d.c; ++ch) out[x * d.c + ch] = v;
+    }
   }
 }
 
@@ -519,7 +578,7 @@ void apply_step(const Step& s, const T* src, T* dst, const Dim& d, Scratch& sc) 
     case kResize: resize(src, dst, d, s.i0, s.i1, static_cast<int>(s.i2), sc); break;
     case kGaussianNoise: gaussian_noise(src, dst, d, s.f0, s.f1, s.i0 != 0, st, sc); break;
     case kPoissonNoise: poisson_noise(src, dst, d, s.f0, s.i0 != 0, st, sc); break;
-    case kSaltPepper: salt_pepper(src, dst, d, s.f0, st); break;
+    case kSaltPepper: salt_pepper(src, dst, d, s.f0, st, sc); break;
     case kJpeg: jpeg(src, dst, d, static_cast<int>(s.i0), s.i1 != 0, sc); break;
     default: throw std::invalid_argument("apply_pipeline: unknown step code");
   }
@@ -788,8 +847,8 @@ PYFILL_REGISTER(degrade) {
     if (!(amount >= 0.0f && amount <= 1.0f)) throw std::invalid_argument("salt_pepper: amount must be in [0, 1]");
     const Streams st = checked_streams(seeds, streams, b, "salt_pepper");
     return run_typed(img, "salt_pepper", dims(b, d), [&](const auto* src, auto* dst) {
-      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch&) {
-        salt_pepper(s, o, d, amount, st.of(i));
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch& sc) {
+        salt_pepper(s, o, d, amount, st.of(i), sc);
       });
     });
   }, py::arg("img"), py::arg("amount"), py::arg("seeds"), py::arg("streams"),
