@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -66,7 +67,12 @@ struct Scratch {
   std::vector<uint8_t> planes;
   std::vector<int> ycc;
   std::vector<uint32_t> words;
+  std::vector<uint8_t> images_u8[2];  // intermediate images of a record
+  std::vector<float> images_f32[2];
 };
+
+inline std::vector<uint8_t>& image_buffer(Scratch& sc, int64_t k, const uint8_t*) { return sc.images_u8[k & 1]; }
+inline std::vector<float>& image_buffer(Scratch& sc, int64_t k, const float*) { return sc.images_f32[k & 1]; }
 
 template <class V>
 V* grow(std::vector<V>& v, int64_t n) {
@@ -584,29 +590,36 @@ void apply_step(const Step& s, const T* src, T* dst, const Dim& d, Scratch& sc) 
   }
 }
 
+// Calls fn(i, scratch) for every i < n from up to num_threads() workers that each claim the next
+// unclaimed index, so that images of unequal cost (or a worker slowed by other load) balance.
+template <class Fn>
+void for_each_image(int64_t n, Fn&& fn) {
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min<int64_t>(n, num_threads()), [&](int64_t, int64_t) {
+    Scratch sc;
+    for (int64_t i = next++; i < n; i = next++) fn(i, sc);
+  }, 1);
+}
+
 // Runs each image's steps in order inside one task, images in parallel: intermediate images
 // live in two per-thread buffers, the last step writes straight into the output.
 template <class T>
 void apply_pipeline(const T* src, T* dst, const Dim& d, int64_t b, const std::vector<Step>& steps,
                     const std::vector<int64_t>& offsets) {
-  parallel_for(b, [&](int64_t begin, int64_t end) {
-    Scratch sc;
-    std::vector<T> buf[2];
-    for (int64_t i = begin; i < end; ++i) {
-      const T* cur = src + i * d.size();
-      Dim cd = d;
-      const int64_t first = offsets[static_cast<size_t>(i)], last = offsets[static_cast<size_t>(i) + 1];
-      if (first == last) std::copy(cur, cur + d.size(), dst + i * d.size());
-      for (int64_t k = first; k < last; ++k) {
-        const Step& s = steps[static_cast<size_t>(k)];
-        const Dim od = s.code == kResize ? Dim{s.i0, s.i1, d.c} : cd;
-        T* out = k == last - 1 ? dst + i * d.size() : grow(buf[(k - first) & 1], od.size());
-        apply_step(s, cur, out, cd, sc);
-        cur = out;
-        cd = od;
-      }
+  for_each_image(b, [&](int64_t i, Scratch& sc) {
+    const T* cur = src + i * d.size();
+    Dim cd = d;
+    const int64_t first = offsets[static_cast<size_t>(i)], last = offsets[static_cast<size_t>(i) + 1];
+    if (first == last) std::copy(cur, cur + d.size(), dst + i * d.size());
+    for (int64_t k = first; k < last; ++k) {
+      const Step& s = steps[static_cast<size_t>(k)];
+      const Dim od = s.code == kResize ? Dim{s.i0, s.i1, d.c} : cd;
+      T* out = k == last - 1 ? dst + i * d.size() : grow(image_buffer(sc, k - first, src), od.size());
+      apply_step(s, cur, out, cd, sc);
+      cur = out;
+      cd = od;
     }
-  }, 1);
+  });
 }
 
 // ---- bindings ------------------------------------------------------------------------------
@@ -653,10 +666,7 @@ Image run_typed(const Image& img, const char* op, std::vector<py::ssize_t> out_s
 // Runs fn(src_image, dst_image, index, scratch) on every image of a batch, images in parallel.
 template <class T, class Fn>
 void for_images(const T* src, T* dst, int64_t b, int64_t in_size, int64_t out_size, Fn&& fn) {
-  parallel_for(b, [&](int64_t begin, int64_t end) {
-    Scratch sc;
-    for (int64_t i = begin; i < end; ++i) fn(src + i * in_size, dst + i * out_size, i, sc);
-  }, 1);
+  for_each_image(b, [&](int64_t i, Scratch& sc) { fn(src + i * in_size, dst + i * out_size, i, sc); });
 }
 
 std::vector<py::ssize_t> dims(int64_t b, const Dim& d) { return {b, d.h, d.w, d.c}; }
