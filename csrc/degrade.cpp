@@ -88,9 +88,28 @@ V* grow(std::vector<V>& v, int64_t n) {
 #define PYFILL_CLONES
 #endif
 
-// acc[j] += w * in[j] for j < n.
-PYFILL_CLONES void axpy(float* __restrict acc, const float* __restrict in, float w, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += w * in[j];
+typedef float V8f __attribute__((vector_size(32)));
+typedef int V8i __attribute__((vector_size(32)));
+
+// out[j] = sum over t < taps of w[t] * rows[t][j], for j < n: the sum starts at 0 and adds the
+// taps in order (as the CUDA kernels do), eight outputs at a time kept in registers.
+PYFILL_CLONES void weighted_rows(float* __restrict out, const float* const* rows, const float* w, int64_t taps,
+                                 int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    V8f acc = {};
+    for (int64_t t = 0; t < taps; ++t) {
+      V8f v;
+      std::memcpy(&v, rows[t] + j, sizeof(v));
+      acc += w[t] * v;
+    }
+    std::memcpy(out + j, &acc, sizeof(acc));
+  }
+  for (; j < n; ++j) {
+    float acc = 0.0f;
+    for (int64_t t = 0; t < taps; ++t) acc += w[t] * rows[t][j];
+    out[j] = acc;
+  }
 }
 
 PYFILL_CLONES void store_row_u8(const float* __restrict acc, uint8_t* __restrict dst, int64_t n) {
@@ -134,16 +153,16 @@ void sep_filter(const T* src, T* dst, const Dim& d, const std::vector<float>& kx
   float* pad = grow(sc.pad, (d.w + 2 * rx) * d.c);
   float* acc = grow(sc.acc, n);
   const RowRing ring{grow(sc.ring, ny * n), ny, n};
+  std::vector<const float*> hrows(kx.size()), vrows(ky.size());
+  for (size_t k = 0; k < kx.size(); ++k) hrows[k] = pad + static_cast<int64_t>(k) * d.c;
   int64_t next = 0;
   for (int64_t y = 0; y < d.h; ++y) {
     for (const int64_t last = std::min(d.h - 1, y + ry); next <= last; ++next) {
       padded_row(src, d, next, rx, pad);
-      float* out = ring.row(next);
-      std::fill(out, out + n, 0.0f);
-      for (size_t k = 0; k < kx.size(); ++k) axpy(out, pad + static_cast<int64_t>(k) * d.c, kx[k], n);
+      weighted_rows(ring.row(next), hrows.data(), kx.data(), static_cast<int64_t>(kx.size()), n);
     }
-    std::fill(acc, acc + n, 0.0f);
-    for (int64_t k = 0; k < ny; ++k) axpy(acc, ring.row(reflect101(y + k - ry, d.h)), ky[static_cast<size_t>(k)], n);
+    for (int64_t k = 0; k < ny; ++k) vrows[static_cast<size_t>(k)] = ring.row(reflect101(y + k - ry, d.h));
+    weighted_rows(acc, vrows.data(), ky.data(), ny, n);
     store_row(acc, dst + y * n, n);
   }
 }
@@ -156,20 +175,23 @@ void filter2d(const T* src, T* dst, const Dim& d, const std::vector<float>& kern
   const int64_t r = ksize / 2, n = d.row(), pn = (d.w + 2 * r) * d.c;
   struct Tap {
     int64_t dy, offset;
-    float w;
   };
   std::vector<Tap> taps;
+  std::vector<float> weights;
   for (int64_t ky = 0; ky < ksize; ++ky)
     for (int64_t kx = 0; kx < ksize; ++kx)
-      if (kernel[static_cast<size_t>(ky * ksize + kx)] != 0.0f)
-        taps.push_back({ky - r, kx * d.c, kernel[static_cast<size_t>(ky * ksize + kx)]});
+      if (kernel[static_cast<size_t>(ky * ksize + kx)] != 0.0f) {
+        taps.push_back({ky - r, kx * d.c});
+        weights.push_back(kernel[static_cast<size_t>(ky * ksize + kx)]);
+      }
   float* acc = grow(sc.acc, n);
   const RowRing ring{grow(sc.ring, ksize * pn), ksize, pn};
+  std::vector<const float*> rows(taps.size());
   int64_t next = 0;
   for (int64_t y = 0; y < d.h; ++y) {
     for (const int64_t last = std::min(d.h - 1, y + r); next <= last; ++next) padded_row(src, d, next, r, ring.row(next));
-    std::fill(acc, acc + n, 0.0f);
-    for (const Tap& t : taps) axpy(acc, ring.row(reflect101(y + t.dy, d.h)) + t.offset, t.w, n);
+    for (size_t t = 0; t < taps.size(); ++t) rows[t] = ring.row(reflect101(y + taps[t].dy, d.h)) + taps[t].offset;
+    weighted_rows(acc, rows.data(), weights.data(), static_cast<int64_t>(taps.size()), n);
     store_row(acc, dst + y * n, n);
   }
 }
@@ -227,14 +249,17 @@ void resize(const T* src, T* dst, const Dim& d, int64_t oh, int64_t ow, int inte
       }
     }
   }
+  std::vector<const float*> rows(static_cast<size_t>(ty.taps));
+  std::vector<float> weights(static_cast<size_t>(ty.taps));
   for (int64_t y = 0; y < oh; ++y) {
-    std::fill(acc, acc + on, 0.0f);
+    int64_t n = 0;
     for (int k = 0; k < ty.taps; ++k) {
       const size_t t = static_cast<size_t>(y * ty.taps + k);
-      const float wk = ty.weight[t];
-      if (wk == 0.0f) continue;
-      axpy(acc, tmp + ty.index[t] * on, wk, on);
+      if (ty.weight[t] == 0.0f) continue;
+      rows[static_cast<size_t>(n)] = tmp + ty.index[t] * on;
+      weights[static_cast<size_t>(n++)] = ty.weight[t];
     }
+    weighted_rows(acc, rows.data(), weights.data(), n, on);
     store_row(acc, dst + y * on, on);
   }
 }
@@ -410,9 +435,6 @@ inline void from_u8(int v, float* dst) { *dst = static_cast<float>(v) * (1.0f / 
 // jpeg_block_roundtrip() written with 8-lane vectors (two SSE or one AVX register per block
 // row): the same products summed in the same order, so the same results, without relying on
 // the auto-vectoriser.
-typedef float V8f __attribute__((vector_size(32)));
-typedef int V8i __attribute__((vector_size(32)));
-
 PYFILL_CLONES void block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
   V8f x[8], t[8], c[8], b[8], bt[8], qv[8];
   std::memcpy(x, blk, sizeof(x));
