@@ -1,8 +1,7 @@
 // C++ degradation kernels (blur, resize, noise, JPEG) on batches of images (B, H, W, C), uint8
-// or float32 in [0, 1], parallel over images (each image's work runs on one thread with reused
-// per-thread buffers), and a whole-record entry point that runs each image's chain of steps in
-// one task. Every kernel computes in float and
-// saturates the result to the input's value range.
+// or float32 in [0, 1]. Each kernel works on one image with reused per-thread buffers; batches
+// run images in parallel, and apply_pipeline runs each image's whole record (its chain of steps)
+// in one task. Every kernel computes in float and saturates the result to the input's range.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -11,7 +10,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -294,8 +294,11 @@ class Pipeline:
     # ---- applying ---------------------------------------------------------------------------
 
     def apply(self, batch: Any, records: list[Record]) -> Any:
-        """Apply one record per image of ``batch`` (B, H, W, 3); returns the degraded batch
-        (same shape, dtype and library)."""
+        """Apply one record per image of ``batch`` (B, H, W, 3), uint8 or float32 in [0, 1];
+        returns the degraded batch (same shape, dtype and library). Every record must end at
+        the input size. NumPy arrays and CPU tensors run all records in one compiled call (each
+        image's whole chain on one thread, images in parallel, the same results as
+        :func:`apply_steps`); CUDA inputs apply the steps with the CUDA ops."""
         shape = tuple(batch.shape)
         if len(shape) != 4 or shape[-1] != 3:
             raise ValueError(f"batch must have shape (B, H, W, 3), got {shape}")
