@@ -222,6 +222,15 @@ void resize(const T* src, T* dst, const Dim& d, int64_t oh, int64_t ow, int inte
   const AxisTable tx = resize_axis(static_cast<int>(d.w), static_cast<int>(ow), interp, down);
   const AxisTable ty = resize_axis(static_cast<int>(d.h), static_cast<int>(oh), interp, down);
   const int64_t c = d.c, on = ow * c;
+  if (interp == kNearest) {  // one tap of weight 1: the two passes reduce to 0 + v, stored
+    for (int64_t y = 0; y < oh; ++y) {
+      const T* row = src + ty.index[static_cast<size_t>(y)] * d.row();
+      T* out = dst + y * on;
+      for (int64_t x = 0; x < ow; ++x)
+        for (int64_t ch = 0; ch < c; ++ch) store(0.0f + static_cast<float>(row[tx.index[static_cast<size_t>(x)] * c + ch]), out + x * c + ch);
+    }
+    return;
+  }
   float* tmp = grow(sc.tmp, d.h * on);
   float* acc = grow(sc.acc, on);
   // Only source rows with a non-zero vertical weight are resampled.
@@ -273,8 +282,9 @@ inline float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define PYFILL_PHILOX_AVX2 1
 // Philox4x32-10 on eight consecutive counters at once with AVX2 (the same integer arithmetic as
-// philox4x32_10(), so the same words): words[4k + j] = word j of draw first + k, k < 8.
-__attribute__((target("avx2"))) void philox8_avx2(Stream st, uint32_t tag, uint64_t first, uint32_t* words) {
+// philox4x32_10(), so the same words): words[j * stride + k] = word j of draw first + k, k < 8.
+__attribute__((target("avx2"))) void philox8_avx2(Stream st, uint32_t tag, uint64_t first, uint32_t* words,
+                                                  int64_t stride) {
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -300,18 +310,16 @@ __attribute__((target("avx2"))) void philox8_avx2(Stream st, uint32_t tag, uint6
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
-  alignas(32) uint32_t v[4][8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(v[0]), c0);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(v[1]), c1);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(v[2]), c2);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(v[3]), c3);
-  for (int k = 0; k < 8; ++k)
-    for (int j = 0; j < 4; ++j) words[4 * k + j] = v[j][k];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words), c0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + stride), c1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 2 * stride), c2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 3 * stride), c3);
 }
 #endif
 
-// The four words of draws [first, first + n) of a stream, draw-major: words[4k + j] = word j
-// of draw first + k. Eight draws at a time with AVX2 where the CPU has it.
+// The four words of draws [first, first + n) of a stream as four planes of n words:
+// words[j * n + k] = word j of draw first + k. Eight draws at a time with AVX2 where the CPU
+// has it.
 void draw_words(Stream st, uint32_t tag, int64_t first, int64_t n, uint32_t* words) {
   int64_t k = 0;
 #ifdef PYFILL_PHILOX_AVX2
@@ -320,24 +328,29 @@ void draw_words(Stream st, uint32_t tag, int64_t first, int64_t n, uint32_t* wor
     for (; k + 8 <= n; k += 8) {
       const uint64_t index = static_cast<uint64_t>(first + k);
       if ((index & 0xFFFFFFFFu) > 0xFFFFFFF8u) break;  // the low counter word would wrap
-      philox8_avx2(st, tag, index, words + 4 * k);
+      philox8_avx2(st, tag, index, words + k, n);
     }
 #endif
   for (; k < n; ++k) {
     const Philox4 r = draw(st.seed, st.stream, tag, static_cast<uint64_t>(first + k));
-    for (int j = 0; j < 4; ++j) words[4 * k + j] = r.v[j];
+    for (int j = 0; j < 4; ++j) words[j * n + k] = r.v[j];
   }
 }
 
-// z[2i], z[2i + 1] for i < n: Box-Muller normals of the word pairs (words[2i], words[2i + 1]).
+// z[4k..4k+3] for k < n: the Box-Muller normals of draw k's word pairs (0, 1) and (2, 3), from
+// the four word planes of draw_words().
 PYFILL_CLONES void normals(const uint32_t* __restrict words, int64_t n, float* __restrict z) {
-  for (int64_t i = 0; i < n; ++i) box_muller(words[2 * i], words[2 * i + 1], z + 2 * i, z + 2 * i + 1);
+  const uint32_t *w0 = words, *w1 = words + n, *w2 = words + 2 * n, *w3 = words + 3 * n;
+  for (int64_t k = 0; k < n; ++k) {
+    box_muller(w0[k], w1[k], z + 4 * k, z + 4 * k + 1);
+    box_muller(w2[k], w3[k], z + 4 * k + 2, z + 4 * k + 3);
+  }
 }
 
-// out[i] = poisson_normal(lam[i], words[4i + 1], words[4i + 2]) for i < n.
+// out[i] = poisson_normal(lam[i], word 1, word 2 of draw i) for i < n (word planes as above).
 PYFILL_CLONES void poisson_normals(const float* __restrict lam, const uint32_t* __restrict words, int64_t n,
                                    float* __restrict out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = poisson_normal(lam[i], words[4 * i + 1], words[4 * i + 2]);
+  for (int64_t i = 0; i < n; ++i) out[i] = poisson_normal(lam[i], words[n + i], words[2 * n + i]);
 }
 
 // Gaussian noise N(mean, sigma^2) in grey levels on one image; draw i of the image's stream
@@ -353,7 +366,7 @@ void gaussian_noise(const T* src, T* dst, const Dim& d, float sigma, float mean,
   for (int64_t y = 0; y < d.h; ++y) {
     const int64_t first = y * per_row, b0 = first / 4, nb = (first + per_row - 1) / 4 - b0 + 1;
     draw_words(st, kTagGaussian, b0, nb, words);
-    normals(words, 2 * nb, z);
+    normals(words, nb, z);
     const float* zr = z + (first - 4 * b0);
     const T* in = src + y * d.row();
     T* out = dst + y * d.row();
@@ -393,7 +406,7 @@ void poisson_noise(const T* src, T* dst, const Dim& d, float scale, bool gray, S
     poisson_normals(lam, words, per_row, count);
     for (int64_t k = 0; k < per_row; ++k) {
       if (lam[k] <= 0.0f) count[k] = 0.0f;
-      else if (lam[k] < 16.0f) count[k] = poisson_inversion(lam[k], words[4 * k]);
+      else if (lam[k] < 16.0f) count[k] = poisson_inversion(lam[k], words[k]);
     }
     if (per_pixel) {
       for (int64_t x = 0; x < d.w; ++x) {
@@ -418,8 +431,8 @@ void salt_pepper(const T* src, T* dst, const Dim& d, float amount, Stream st, Sc
     draw_words(st, kTagSaltPepper, y * d.w, d.w, words);
     T* out = dst + y * d.row();
     for (int64_t x = 0; x < d.w; ++x) {
-      if (words[4 * x] >= threshold) continue;
-      const T v = (words[4 * x + 1] & 1u) ? white : T(0);
+      if (words[x] >= threshold) continue;
+      const T v = (words[d.w + x] & 1u) ? white : T(0);
       for (int64_t ch = 0; ch < d.c; ++ch) out[x * d.c + ch] = v;
     }
   }
