@@ -211,6 +211,7 @@ PYFILL_HD float quantise(float coef, float q) {
 // One 8x8 block through JPEG's lossy core, in place: forward DCT of the level-shifted samples,
 // quantise-dequantise with table q, inverse DCT. basis[u * 8 + x] = dct_basis(u, x) and
 // basis_t is its transpose; every product keeps its innermost loop contiguous so it vectorises.
+// (The CPU kernels run block_roundtrip() of degrade.cpp: the same products in the same order.)
 PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
   float tmp[64], coef[64];
   // tmp = B X, coef = tmp B^T
@@ -235,7 +236,8 @@ PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float*
 }
 
 // libjpeg's h2v2 "fancy" (triangular) chroma upsampling of plane c (cw x ch samples, row
-// stride `stride`) at full-resolution pixel (x, y).
+// stride `stride`) at full-resolution pixel (x, y). (The CPU kernels compute whole rows with
+// fancy_row() of degrade.cpp, which gives the same values.)
 PYFILL_HD int fancy_upsample(const uint8_t* c, int stride, int cw, int ch, int x, int y) {
   const int cy = y >> 1;
   int far = (y & 1) ? cy + 1 : cy - 1;
