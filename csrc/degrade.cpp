@@ -1,16 +1,22 @@
 // C++ degradation kernels (blur, resize, noise, JPEG) on batches of images (B, H, W, C), uint8
-// or float32 in [0, 1], parallel over images and rows. Every kernel computes in float and
-// saturates the result to the input's value range.
+// or float32 in [0, 1]. Each kernel works on one image with reused per-thread buffers; batches
+// run images in parallel, and apply_pipeline runs each image's whole record (its chain of steps)
+// in one task. Every kernel computes in float and saturates the result to the input's range.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <memory>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "degrade_common.h"
 #include "degrade_resize.h"
@@ -22,12 +28,6 @@ namespace py = pybind11;
 namespace pyfill {
 namespace degrade {
 namespace {
-
-struct Shape {
-  int64_t b, h, w, c;
-  int64_t row() const { return w * c; }
-  int64_t image() const { return h * w * c; }
-};
 
 // Value scale of a pixel type: the noise ops work in grey levels of 0..255.
 template <class T>
@@ -42,11 +42,6 @@ inline uint8_t saturate_u8(float v) {
 inline void store(float v, uint8_t* dst) { *dst = saturate_u8(v); }
 inline void store(float v, float* dst) { *dst = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
-template <class T>
-void store_row(const float* acc, T* dst, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) store(acc[j], dst + j);
-}
-
 inline int64_t reflect101(int64_t i, int64_t n) {
   if (n == 1) return 0;
   while (i < 0 || i >= n) {
@@ -56,238 +51,391 @@ inline int64_t reflect101(int64_t i, int64_t n) {
   return i;
 }
 
-// Row y of image b, widened by r pixels on each side with reflect-101 borders, as float.
+// One image (H, W, C) of a batch.
+struct Dim {
+  int64_t h, w, c;
+  int64_t row() const { return w * c; }
+  int64_t size() const { return h * w * c; }
+};
+
+// Per-thread working memory, grown on demand and reused from image to image, so that a batch
+// allocates (and page-faults) its buffers once per thread rather than once per image and step.
+struct Scratch {
+  std::vector<float> pad, ring, acc, tmp;
+  std::vector<uint8_t> planes;
+  std::vector<int> ycc;
+  std::vector<uint32_t> words;
+  std::vector<uint8_t> images_u8[2];  // intermediate images of a record
+  std::vector<float> images_f32[2];
+};
+
+inline std::vector<uint8_t>& image_buffer(Scratch& sc, int64_t k, const uint8_t*) { return sc.images_u8[k & 1]; }
+inline std::vector<float>& image_buffer(Scratch& sc, int64_t k, const float*) { return sc.images_f32[k & 1]; }
+
+template <class V>
+V* grow(std::vector<V>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Hot inner loops: an AVX2 clone is selected at load time where the CPU has it (no FMA, so the
+// results are bit-identical to the baseline x86-64 clone).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PYFILL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PYFILL_CLONES
+#endif
+
+typedef float V8f __attribute__((vector_size(32)));
+typedef int V8i __attribute__((vector_size(32)));
+
+// out[j] = sum over t < taps of w[t] * rows[t][j], for j < n: the sum starts at 0 and adds the
+// taps in order (as the CUDA kernels do), eight outputs at a time kept in registers.
+PYFILL_CLONES void weighted_rows(float* __restrict out, const float* const* rows, const float* w, int64_t taps,
+                                 int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    V8f acc = {};
+    for (int64_t t = 0; t < taps; ++t) {
+      V8f v;
+      std::memcpy(&v, rows[t] + j, sizeof(v));
+      acc += w[t] * v;
+    }
+    std::memcpy(out + j, &acc, sizeof(acc));
+  }
+  for (; j < n; ++j) {
+    float acc = 0.0f;
+    for (int64_t t = 0; t < taps; ++t) acc += w[t] * rows[t][j];
+    out[j] = acc;
+  }
+}
+
+PYFILL_CLONES void store_row_u8(const float* __restrict acc, uint8_t* __restrict dst, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = saturate_u8(acc[j]);
+}
+PYFILL_CLONES void store_row_f32(const float* __restrict acc, float* __restrict dst, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) store(acc[j], dst + j);
+}
+inline void store_row(const float* acc, uint8_t* dst, int64_t n) { store_row_u8(acc, dst, n); }
+inline void store_row(const float* acc, float* dst, int64_t n) { store_row_f32(acc, dst, n); }
+
+// Row y of an image, widened by r pixels on each side with reflect-101 borders, as float.
 template <class T>
-void padded_row(const T* src, const Shape& s, int64_t b, int64_t y, int64_t r, float* out) {
-  const T* row = src + b * s.image() + y * s.row();
-  const int64_t n = s.row();
-  for (int64_t j = 0; j < n; ++j) out[r * s.c + j] = static_cast<float>(row[j]);
+void padded_row(const T* img, const Dim& d, int64_t y, int64_t r, float* out) {
+  const T* row = img + y * d.row();
+  const int64_t n = d.row();
+  for (int64_t j = 0; j < n; ++j) out[r * d.c + j] = static_cast<float>(row[j]);
   for (int64_t x = -r; x < 0; ++x)
-    for (int64_t ch = 0; ch < s.c; ++ch) out[(x + r) * s.c + ch] = static_cast<float>(row[reflect101(x, s.w) * s.c + ch]);
-  for (int64_t x = s.w; x < s.w + r; ++x)
-    for (int64_t ch = 0; ch < s.c; ++ch) out[(x + r) * s.c + ch] = static_cast<float>(row[reflect101(x, s.w) * s.c + ch]);
+    for (int64_t ch = 0; ch < d.c; ++ch) out[(x + r) * d.c + ch] = static_cast<float>(row[reflect101(x, d.w) * d.c + ch]);
+  for (int64_t x = d.w; x < d.w + r; ++x)
+    for (int64_t ch = 0; ch < d.c; ++ch) out[(x + r) * d.c + ch] = static_cast<float>(row[reflect101(x, d.w) * d.c + ch]);
 }
 
-// Separable correlation with kernels kx (horizontal) and ky (vertical), both odd length.
+// Rows of an intermediate product kept in a ring of `slots` rows: source row r lives in slot
+// r % slots. A vertical filter of radius R over reflect-101 borders only reads rows of the
+// window [y - R, y + R] (clamped to the image), which never has more than 2R + 1 rows.
+struct RowRing {
+  float* data;
+  int64_t slots, stride;
+  float* row(int64_t r) const { return data + (r % slots) * stride; }
+};
+
+// Separable correlation of one image with odd kernels kx (horizontal) and ky (vertical): the
+// horizontal pass fills a ring of ny rows just ahead of the vertical pass. Accumulation starts
+// at 0 and adds the taps in order, as the CUDA kernels do.
 template <class T>
-void sep_filter(const T* src, T* dst, const Shape& s, const std::vector<float>& kx,
-                const std::vector<float>& ky) {
+void sep_filter(const T* src, T* dst, const Dim& d, const std::vector<float>& kx, const std::vector<float>& ky,
+                Scratch& sc) {
   const int64_t rx = static_cast<int64_t>(kx.size()) / 2, ry = static_cast<int64_t>(ky.size()) / 2;
-  const int64_t n = s.row();
-  std::unique_ptr<float[]> tmp(new float[static_cast<size_t>(s.b * s.h * n)]);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    std::vector<float> pad(static_cast<size_t>((s.w + 2 * rx) * s.c));
-    for (int64_t i = begin; i < end; ++i) {
-      padded_row(src, s, i / s.h, i % s.h, rx, pad.data());
-      float* out = tmp.get() + i * n;
-      std::fill(out, out + n, 0.0f);
-      for (size_t k = 0; k < kx.size(); ++k) {
-        const float wk = kx[k];
-        const float* in = pad.data() + static_cast<int64_t>(k) * s.c;
-        for (int64_t j = 0; j < n; ++j) out[j] += wk * in[j];
-      }
+  const int64_t n = d.row(), ny = static_cast<int64_t>(ky.size());
+  float* pad = grow(sc.pad, (d.w + 2 * rx) * d.c);
+  float* acc = grow(sc.acc, n);
+  const RowRing ring{grow(sc.ring, ny * n), ny, n};
+  std::vector<const float*> hrows(kx.size()), vrows(ky.size());
+  for (size_t k = 0; k < kx.size(); ++k) hrows[k] = pad + static_cast<int64_t>(k) * d.c;
+  int64_t next = 0;
+  for (int64_t y = 0; y < d.h; ++y) {
+    for (const int64_t last = std::min(d.h - 1, y + ry); next <= last; ++next) {
+      padded_row(src, d, next, rx, pad);
+      weighted_rows(ring.row(next), hrows.data(), kx.data(), static_cast<int64_t>(kx.size()), n);
     }
-  }, 8);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(n));
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / s.h, y = i % s.h;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (size_t k = 0; k < ky.size(); ++k) {
-        const float wk = ky[k];
-        const float* in = tmp.get() + (b * s.h + reflect101(y + static_cast<int64_t>(k) - ry, s.h)) * n;
-        for (int64_t j = 0; j < n; ++j) acc[j] += wk * in[j];
-      }
-      store_row(acc.data(), dst + i * n, n);
-    }
-  }, 8);
+    for (int64_t k = 0; k < ny; ++k) vrows[static_cast<size_t>(k)] = ring.row(reflect101(y + k - ry, d.h));
+    weighted_rows(acc, vrows.data(), ky.data(), ny, n);
+    store_row(acc, dst + y * n, n);
+  }
 }
 
-// 2-D correlation with a square odd kernel (K x K, row-major); zero taps are skipped, so sparse
-// kernels such as motion-blur lines cost only their non-zero taps.
+// 2-D correlation of one image with a square odd kernel (K x K, row-major); zero taps are
+// skipped, so sparse kernels such as motion-blur lines cost only their non-zero taps. Padded
+// source rows are kept in a ring of K rows.
 template <class T>
-void filter2d(const T* src, T* dst, const Shape& s, const std::vector<float>& kernel, int64_t ksize) {
-  const int64_t r = ksize / 2, n = s.row(), pn = (s.w + 2 * r) * s.c;
+void filter2d(const T* src, T* dst, const Dim& d, const std::vector<float>& kernel, int64_t ksize, Scratch& sc) {
+  const int64_t r = ksize / 2, n = d.row(), pn = (d.w + 2 * r) * d.c;
   struct Tap {
     int64_t dy, offset;
-    float w;
   };
   std::vector<Tap> taps;
+  std::vector<float> weights;
   for (int64_t ky = 0; ky < ksize; ++ky)
     for (int64_t kx = 0; kx < ksize; ++kx)
-      if (kernel[static_cast<size_t>(ky * ksize + kx)] != 0.0f)
-        taps.push_back({ky - r, kx * s.c, kernel[static_cast<size_t>(ky * ksize + kx)]});
-  std::unique_ptr<float[]> pad(new float[static_cast<size_t>(s.b * s.h * pn)]);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) padded_row(src, s, i / s.h, i % s.h, r, pad.get() + i * pn);
-  }, 8);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(n));
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / s.h, y = i % s.h;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (const Tap& t : taps) {
-        const float* in = pad.get() + (b * s.h + reflect101(y + t.dy, s.h)) * pn + t.offset;
-        for (int64_t j = 0; j < n; ++j) acc[j] += t.w * in[j];
+      if (kernel[static_cast<size_t>(ky * ksize + kx)] != 0.0f) {
+        taps.push_back({ky - r, kx * d.c});
+        weights.push_back(kernel[static_cast<size_t>(ky * ksize + kx)]);
       }
-      store_row(acc.data(), dst + i * n, n);
-    }
-  }, 8);
+  float* acc = grow(sc.acc, n);
+  const RowRing ring{grow(sc.ring, ksize * pn), ksize, pn};
+  std::vector<const float*> rows(taps.size());
+  int64_t next = 0;
+  for (int64_t y = 0; y < d.h; ++y) {
+    for (const int64_t last = std::min(d.h - 1, y + r); next <= last; ++next) padded_row(src, d, next, r, ring.row(next));
+    for (size_t t = 0; t < taps.size(); ++t) rows[t] = ring.row(reflect101(y + taps[t].dy, d.h)) + taps[t].offset;
+    weighted_rows(acc, rows.data(), weights.data(), static_cast<int64_t>(taps.size()), n);
+    store_row(acc, dst + y * n, n);
+  }
 }
 
-// Separable resampling through OpenCV-convention tables: horizontal pass into a float buffer of
-// the source rows, then vertical pass into the output.
+// Horizontal resampling of one row of 3-channel pixels through an axis table.
 template <class T>
-void resize(const T* src, T* dst, const Shape& s, int64_t oh, int64_t ow, int interp) {
-  const bool down = oh <= s.h && ow <= s.w;
-  const AxisTable tx = resize_axis(static_cast<int>(s.w), static_cast<int>(ow), interp, down);
-  const AxisTable ty = resize_axis(static_cast<int>(s.h), static_cast<int>(oh), interp, down);
-  const int64_t c = s.c, on = ow * c;
-  std::unique_ptr<float[]> tmp(new float[static_cast<size_t>(s.b * s.h * on)]);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T* row = src + i * s.row();
-      float* out = tmp.get() + i * on;
-      if (c == 3) {
-        for (int64_t x = 0; x < ow; ++x) {
-          float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f;
-          for (int k = 0; k < tx.taps; ++k) {
-            const size_t t = static_cast<size_t>(x * tx.taps + k);
-            const T* px = row + tx.index[t] * 3;
-            const float wk = tx.weight[t];
-            v0 += wk * static_cast<float>(px[0]);
-            v1 += wk * static_cast<float>(px[1]);
-            v2 += wk * static_cast<float>(px[2]);
-          }
-          out[x * 3] = v0;
-          out[x * 3 + 1] = v1;
-          out[x * 3 + 2] = v2;
-        }
-        continue;
-      }
-      for (int64_t x = 0; x < ow; ++x) {
-        for (int64_t ch = 0; ch < c; ++ch) {
-          float v = 0.0f;
-          for (int k = 0; k < tx.taps; ++k) {
-            const size_t t = static_cast<size_t>(x * tx.taps + k);
-            v += tx.weight[t] * static_cast<float>(row[tx.index[t] * c + ch]);
-          }
-          out[x * c + ch] = v;
-        }
-      }
+PYFILL_CLONES void resample_row3(const T* __restrict row, float* __restrict out, int64_t ow, int taps,
+                                 const int* __restrict index, const float* __restrict weight) {
+  for (int64_t x = 0; x < ow; ++x) {
+    float v0 = 0.0f, v1 = 0.0f, v2 = 0.0f;
+    for (int k = 0; k < taps; ++k) {
+      const int64_t t = x * taps + k;
+      const T* px = row + static_cast<int64_t>(index[t]) * 3;
+      const float wk = weight[t];
+      v0 += wk * static_cast<float>(px[0]);
+      v1 += wk * static_cast<float>(px[1]);
+      v2 += wk * static_cast<float>(px[2]);
     }
-  }, 8);
-  parallel_for(s.b * oh, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(on));
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / oh, y = i % oh;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int k = 0; k < ty.taps; ++k) {
-        const size_t t = static_cast<size_t>(y * ty.taps + k);
-        const float wk = ty.weight[t];
-        if (wk == 0.0f) continue;
-        const float* in = tmp.get() + (b * s.h + ty.index[t]) * on;
-        for (int64_t j = 0; j < on; ++j) acc[j] += wk * in[j];
-      }
-      store_row(acc.data(), dst + i * on, on);
-    }
-  }, 8);
+    out[x * 3] = v0;
+    out[x * 3 + 1] = v1;
+    out[x * 3 + 2] = v2;
+  }
 }
 
-struct Streams {
-  const uint64_t* seed;    // per image
-  const uint32_t* stream;  // per image
+// Separable resampling of one image (d) to oh x ow through OpenCV-convention tables: horizontal
+// pass of the source rows the output needs into a float buffer, then the vertical pass.
+template <class T>
+void resize(const T* src, T* dst, const Dim& d, int64_t oh, int64_t ow, int interp, Scratch& sc) {
+  const bool down = oh <= d.h && ow <= d.w;
+  const AxisTable tx = resize_axis(static_cast<int>(d.w), static_cast<int>(ow), interp, down);
+  const AxisTable ty = resize_axis(static_cast<int>(d.h), static_cast<int>(oh), interp, down);
+  const int64_t c = d.c, on = ow * c;
+  if (interp == kNearest) {  // one tap of weight 1: the two passes reduce to 0 + v, stored
+    for (int64_t y = 0; y < oh; ++y) {
+      const T* row = src + ty.index[static_cast<size_t>(y)] * d.row();
+      T* out = dst + y * on;
+      for (int64_t x = 0; x < ow; ++x)
+        for (int64_t ch = 0; ch < c; ++ch) store(0.0f + static_cast<float>(row[tx.index[static_cast<size_t>(x)] * c + ch]), out + x * c + ch);
+    }
+    return;
+  }
+  float* tmp = grow(sc.tmp, d.h * on);
+  float* acc = grow(sc.acc, on);
+  // Only source rows with a non-zero vertical weight are resampled.
+  std::vector<uint8_t> used(static_cast<size_t>(d.h), 0);
+  for (size_t t = 0; t < ty.index.size(); ++t)
+    if (ty.weight[t] != 0.0f) used[static_cast<size_t>(ty.index[t])] = 1;
+  for (int64_t y = 0; y < d.h; ++y) {
+    if (!used[static_cast<size_t>(y)]) continue;
+    const T* row = src + y * d.row();
+    float* out = tmp + y * on;
+    if (c == 3) {
+      resample_row3(row, out, ow, tx.taps, tx.index.data(), tx.weight.data());
+      continue;
+    }
+    for (int64_t x = 0; x < ow; ++x) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        float v = 0.0f;
+        for (int k = 0; k < tx.taps; ++k) {
+          const size_t t = static_cast<size_t>(x * tx.taps + k);
+          v += tx.weight[t] * static_cast<float>(row[tx.index[t] * c + ch]);
+        }
+        out[x * c + ch] = v;
+      }
+    }
+  }
+  std::vector<const float*> rows(static_cast<size_t>(ty.taps));
+  std::vector<float> weights(static_cast<size_t>(ty.taps));
+  for (int64_t y = 0; y < oh; ++y) {
+    int64_t n = 0;
+    for (int k = 0; k < ty.taps; ++k) {
+      const size_t t = static_cast<size_t>(y * ty.taps + k);
+      if (ty.weight[t] == 0.0f) continue;
+      rows[static_cast<size_t>(n)] = tmp + ty.index[t] * on;
+      weights[static_cast<size_t>(n++)] = ty.weight[t];
+    }
+    weighted_rows(acc, rows.data(), weights.data(), n, on);
+    store_row(acc, dst + y * on, on);
+  }
+}
+
+// The random stream of one image: (seed, stream) of the Philox generator.
+struct Stream {
+  uint64_t seed;
+  uint32_t stream;
 };
 
 inline float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
 
-// Gaussian noise N(mean, sigma^2) in grey levels; draw i of an image's stream gives the four
-// normals of samples 4i..4i+3 (samples are values, or pixels when gray).
+#if defined(__GNUC__) && defined(__x86_64__)
+#define PYFILL_PHILOX_AVX2 1
+// Philox4x32-10 on eight consecutive counters at once with AVX2 (the same integer arithmetic as
+// philox4x32_10(), so the same words): words[j * stride + k] = word j of draw first + k, k < 8.
+__attribute__((target("avx2"))) void philox8_avx2(Stream st, uint32_t tag, uint64_t first, uint32_t* words,
+                                                  int64_t stride) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // Counters (index lo, index hi, stream, tag); the caller keeps the eight low words from wrapping.
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first))), lanes);
+  __m256i c1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first >> 32)));
+  __m256i c2 = _mm256_set1_epi32(static_cast<int>(st.stream));
+  __m256i c3 = _mm256_set1_epi32(static_cast<int>(tag));
+  uint32_t k0 = static_cast<uint32_t>(st.seed), k1 = static_cast<uint32_t>(st.seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    const __m256i p0e = _mm256_mul_epu32(c0, m0), p0o = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
+    const __m256i p1e = _mm256_mul_epu32(c2, m1), p1o = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
+    const __m256i lo0 = _mm256_blend_epi32(p0e, _mm256_slli_epi64(p0o, 32), 0xAA);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(p0e, 32), p0o, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(p1e, _mm256_slli_epi64(p1o, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(p1e, 32), p1o, 0xAA);
+    const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+    const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words), c0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + stride), c1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 2 * stride), c2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 3 * stride), c3);
+}
+#endif
+
+// The four words of draws [first, first + n) of a stream as four planes of n words:
+// words[j * n + k] = word j of draw first + k. Eight draws at a time with AVX2 where the CPU
+// has it.
+void draw_words(Stream st, uint32_t tag, int64_t first, int64_t n, uint32_t* words) {
+  int64_t k = 0;
+#ifdef PYFILL_PHILOX_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2)
+    for (; k + 8 <= n; k += 8) {
+      const uint64_t index = static_cast<uint64_t>(first + k);
+      if ((index & 0xFFFFFFFFu) > 0xFFFFFFF8u) break;  // the low counter word would wrap
+      philox8_avx2(st, tag, index, words + k, n);
+    }
+#endif
+  for (; k < n; ++k) {
+    const Philox4 r = draw(st.seed, st.stream, tag, static_cast<uint64_t>(first + k));
+    for (int j = 0; j < 4; ++j) words[j * n + k] = r.v[j];
+  }
+}
+
+// z[4k..4k+3] for k < n: the Box-Muller normals of draw k's word pairs (0, 1) and (2, 3), from
+// the four word planes of draw_words().
+PYFILL_CLONES void normals(const uint32_t* __restrict words, int64_t n, float* __restrict z) {
+  const uint32_t *w0 = words, *w1 = words + n, *w2 = words + 2 * n, *w3 = words + 3 * n;
+  for (int64_t k = 0; k < n; ++k) {
+    box_muller(w0[k], w1[k], z + 4 * k, z + 4 * k + 1);
+    box_muller(w2[k], w3[k], z + 4 * k + 2, z + 4 * k + 3);
+  }
+}
+
+// out[i] = poisson_normal(lam[i], word 1, word 2 of draw i) for i < n (word planes as above).
+PYFILL_CLONES void poisson_normals(const float* __restrict lam, const uint32_t* __restrict words, int64_t n,
+                                   float* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = poisson_normal(lam[i], words[n + i], words[2 * n + i]);
+}
+
+// Gaussian noise N(mean, sigma^2) in grey levels on one image; draw i of the image's stream
+// gives the four normals of samples 4i..4i+3 (samples are values, or pixels when gray). Each
+// row's draws are made first, then their normals in a vectorised loop, then the sum.
 template <class T>
-void gaussian_noise(const T* src, T* dst, const Shape& s, float sigma, float mean, bool gray,
-                    Streams st) {
+void gaussian_noise(const T* src, T* dst, const Dim& d, float sigma, float mean, bool gray, Stream st, Scratch& sc) {
   const float to255 = 255.0f / kLevels<T>, from255 = kLevels<T> / 255.0f;
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / s.h, y = i % s.h;
-      const int64_t per_row = gray ? s.w : s.row();
-      const int64_t first = y * per_row;
-      int64_t block = -1;
-      float z[4] = {0, 0, 0, 0};
-      const T* in = src + i * s.row();
-      T* out = dst + i * s.row();
-      for (int64_t k = 0; k < per_row; ++k) {
-        const int64_t sample = first + k;
-        if (sample / 4 != block) {
-          block = sample / 4;
-          const Philox4 r = draw(st.seed[b], st.stream[b], kTagGaussian, static_cast<uint64_t>(block));
-          box_muller(r.v[0], r.v[1], &z[0], &z[1]);
-          box_muller(r.v[2], r.v[3], &z[2], &z[3]);
-        }
-        const float noise = mean + sigma * z[sample & 3];
-        if (gray) {
-          for (int64_t ch = 0; ch < s.c; ++ch)
-            store((static_cast<float>(in[k * s.c + ch]) * to255 + noise) * from255, out + k * s.c + ch);
-        } else {
-          store((static_cast<float>(in[k]) * to255 + noise) * from255, out + k);
-        }
+  const int64_t per_row = gray ? d.w : d.row();
+  const int64_t max_blocks = per_row / 4 + 2;
+  uint32_t* words = grow(sc.words, 4 * max_blocks);
+  float* z = grow(sc.acc, 4 * max_blocks);
+  for (int64_t y = 0; y < d.h; ++y) {
+    const int64_t first = y * per_row, b0 = first / 4, nb = (first + per_row - 1) / 4 - b0 + 1;
+    draw_words(st, kTagGaussian, b0, nb, words);
+    normals(words, nb, z);
+    const float* zr = z + (first - 4 * b0);
+    const T* in = src + y * d.row();
+    T* out = dst + y * d.row();
+    for (int64_t k = 0; k < per_row; ++k) {
+      const float noise = mean + sigma * zr[k];
+      if (gray) {
+        for (int64_t ch = 0; ch < d.c; ++ch)
+          store((static_cast<float>(in[k * d.c + ch]) * to255 + noise) * from255, out + k * d.c + ch);
+      } else {
+        store((static_cast<float>(in[k]) * to255 + noise) * from255, out + k);
       }
     }
-  }, 8);
+  }
 }
 
-// Poisson (shot) noise: each value v (grey levels) becomes v + scale * (Poisson(v) - v); gray
-// draws one count per pixel from its luma and adds the same noise to every channel. Draw index =
-// value (or pixel) index.
+// Poisson (shot) noise on one image: each value v (grey levels) becomes
+// v + scale * (Poisson(v) - v); gray draws one count per pixel from its luma and adds the same
+// noise to every channel. Draw index = value (or pixel) index. Per row: the draws, the normal
+// approximations of every sample in a vectorised loop, then inversion where lam < 16.
 template <class T>
-void poisson_noise(const T* src, T* dst, const Shape& s, float scale, bool gray, Streams st) {
+void poisson_noise(const T* src, T* dst, const Dim& d, float scale, bool gray, Stream st, Scratch& sc) {
   const float lv = kLevels<T>, to255 = 255.0f / lv, from255 = lv / 255.0f;
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / s.h, y = i % s.h;
-      const T* in = src + i * s.row();
-      T* out = dst + i * s.row();
-      for (int64_t x = 0; x < s.w; ++x) {
-        const T* px = in + x * s.c;
-        if (gray && s.c == 3) {
-          const float lam = luma(px[0], px[1], px[2]) * to255;
-          const Philox4 r = draw(st.seed[b], st.stream[b], kTagPoisson, static_cast<uint64_t>(y * s.w + x));
-          const float noise = scale * (poisson_sample(lam, r) - lam) * from255;
-          for (int64_t ch = 0; ch < s.c; ++ch) store(static_cast<float>(px[ch]) + noise, out + x * s.c + ch);
-          continue;
-        }
-        for (int64_t ch = 0; ch < s.c; ++ch) {
-          const float lam = static_cast<float>(px[ch]) * to255;
-          const Philox4 r = draw(st.seed[b], st.stream[b], kTagPoisson,
-                                 static_cast<uint64_t>((y * s.w + x) * s.c + ch));
-          store(static_cast<float>(px[ch]) + scale * (poisson_sample(lam, r) - lam) * from255,
-                out + x * s.c + ch);
-        }
-      }
+  const bool per_pixel = gray && d.c == 3;
+  const int64_t per_row = per_pixel ? d.w : d.row();
+  uint32_t* words = grow(sc.words, 4 * per_row);
+  float* lam = grow(sc.acc, 2 * per_row);
+  float* count = lam + per_row;
+  for (int64_t y = 0; y < d.h; ++y) {
+    const T* in = src + y * d.row();
+    T* out = dst + y * d.row();
+    if (per_pixel) {
+      for (int64_t x = 0; x < d.w; ++x) lam[x] = luma(in[x * 3], in[x * 3 + 1], in[x * 3 + 2]) * to255;
+    } else {
+      for (int64_t k = 0; k < per_row; ++k) lam[k] = static_cast<float>(in[k]) * to255;
     }
-  }, 8);
+    draw_words(st, kTagPoisson, y * per_row, per_row, words);
+    poisson_normals(lam, words, per_row, count);
+    for (int64_t k = 0; k < per_row; ++k) {
+      if (lam[k] <= 0.0f) count[k] = 0.0f;
+      else if (lam[k] < 16.0f) count[k] = poisson_inversion(lam[k], words[k]);
+    }
+    if (per_pixel) {
+      for (int64_t x = 0; x < d.w; ++x) {
+        const float noise = scale * (count[x] - lam[x]) * from255;
+        for (int64_t ch = 0; ch < 3; ++ch) store(static_cast<float>(in[x * 3 + ch]) + noise, out + x * 3 + ch);
+      }
+    } else {
+      for (int64_t k = 0; k < per_row; ++k) store(static_cast<float>(in[k]) + scale * (count[k] - lam[k]) * from255, out + k);
+    }
+  }
 }
 
-// Salt and pepper: each pixel (all channels) becomes black or white with probability `amount`
-// (half each); draw index = pixel index.
+// Salt and pepper on one image: each pixel (all channels) becomes black or white with
+// probability `amount` (half each); draw index = pixel index.
 template <class T>
-void salt_pepper(const T* src, T* dst, const Shape& s, float amount, Streams st) {
+void salt_pepper(const T* src, T* dst, const Dim& d, float amount, Stream st, Scratch& sc) {
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(amount) * 4294967296.0);
   const T white = static_cast<T>(kLevels<T>);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / s.h, y = i % s.h;
-      const T* in = src + i * s.row();
-      T* out = dst + i * s.row();
-      std::copy(in, in + s.row(), out);
-      for (int64_t x = 0; x < s.w; ++x) {
-        const Philox4 r = draw(st.seed[b], st.stream[b], kTagSaltPepper, static_cast<uint64_t>(y * s.w + x));
-        if (r.v[0] >= threshold) continue;
-        const T v = (r.v[1] & 1u) ? white : T(0);
-        for (int64_t ch = 0; ch < s.c; ++ch) out[x * s.c + ch] = v;
-      }
+  uint32_t* words = grow(sc.words, 4 * d.w);
+  if (src != dst) std::copy(src, src + d.size(), dst);
+  for (int64_t y = 0; y < d.h; ++y) {
+    draw_words(st, kTagSaltPepper, y * d.w, d.w, words);
+    T* out = dst + y * d.row();
+    for (int64_t x = 0; x < d.w; ++x) {
+      if (words[x] >= threshold) continue;
+      const T v = (words[d.w + x] & 1u) ? white : T(0);
+      for (int64_t ch = 0; ch < d.c; ++ch) out[x * d.c + ch] = v;
     }
-  }, 8);
+  }
 }
 
 inline uint8_t to_u8(uint8_t v) { return v; }
@@ -295,16 +443,103 @@ inline uint8_t to_u8(float v) { return saturate_u8(v * 255.0f); }
 inline void from_u8(int v, uint8_t* dst) { *dst = static_cast<uint8_t>(v); }
 inline void from_u8(int v, float* dst) { *dst = static_cast<float>(v) * (1.0f / 255.0f); }
 
-// JPEG's lossy path. Pass 1, per image and MCU row: RGB -> YCbCr (8-bit), chroma 2x2 averaging
-// for 4:2:0, 8x8 DCT round trip of every block into reconstructed planes. Pass 2, per row:
-// chroma upsampling (libjpeg's triangular filter) and YCbCr -> RGB. Edges are replicated to whole
-// MCUs as libjpeg does.
+// jpeg_block_roundtrip() written with 8-lane vectors (two SSE or one AVX register per block
+// row): the same products summed in the same order, so the same results, without relying on
+// the auto-vectoriser.
+PYFILL_CLONES void block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
+  V8f x[8], t[8], c[8], b[8], bt[8], qv[8];
+  std::memcpy(x, blk, sizeof(x));
+  std::memcpy(b, basis, sizeof(b));
+  std::memcpy(bt, basis_t, sizeof(bt));
+  std::memcpy(qv, q, sizeof(qv));
+  for (int u = 0; u < 8; ++u) {  // t = B X
+    V8f acc = {};
+    for (int y = 0; y < 8; ++y) acc += basis[u * 8 + y] * x[y];
+    t[u] = acc;
+  }
+  for (int u = 0; u < 8; ++u) {  // c = t B^T, quantised and dequantised
+    V8f acc = {};
+    for (int k = 0; k < 8; ++k) acc += t[u][k] * bt[k];
+    const V8f mag = acc < 0.0f ? -acc : acc;
+    const V8f a = __builtin_convertvector(__builtin_convertvector(mag / qv[u] + 0.5f, V8i), V8f) * qv[u];
+    c[u] = acc < 0.0f ? -a : a;
+  }
+  for (int y = 0; y < 8; ++y) {  // t = B^T c
+    V8f acc = {};
+    for (int u = 0; u < 8; ++u) acc += basis_t[y * 8 + u] * c[u];
+    t[y] = acc;
+  }
+  for (int y = 0; y < 8; ++y) {  // X = t B
+    V8f acc = {};
+    for (int v = 0; v < 8; ++v) acc += t[y][v] * b[v];
+    x[y] = acc;
+  }
+  std::memcpy(blk, x, sizeof(x));
+}
+
+// Eight rows of 8x8 blocks of a level-shifted plane through JPEG's lossy core: `in` holds
+// samples (row stride `stride`, `nbx` blocks across), `out` receives the reconstructed 8-bit
+// samples at the same positions (row stride `out_stride`).
+PYFILL_CLONES void jpeg_block_row(const int* __restrict in, int64_t stride, int64_t nbx, uint8_t* __restrict out,
+                                  int64_t out_stride, const float* basis, const float* basis_t, const float* q) {
+  float blk[64];
+  for (int64_t bx = 0; bx < nbx; ++bx) {
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < 8; ++c) blk[r * 8 + c] = static_cast<float>(in[r * stride + bx * 8 + c]) - 128.0f;
+    block_roundtrip(blk, basis, basis_t, q);
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < 8; ++c)
+        out[r * out_stride + bx * 8 + c] = static_cast<uint8_t>(clamp255(round_half_up(blk[r * 8 + c] + 128.0f)));
+  }
+}
+
+// RGB -> 8-bit YCbCr of n pixels into three planar rows.
 template <class T>
-void jpeg(const T* src, T* dst, const Shape& s, int quality, bool sub420) {
+PYFILL_CLONES void ycc_row(const T* __restrict px, int64_t n, int* __restrict y, int* __restrict cb, int* __restrict cr) {
+  for (int64_t x = 0; x < n; ++x) rgb_to_ycc(to_u8(px[x * 3]), to_u8(px[x * 3 + 1]), to_u8(px[x * 3 + 2]), y + x, cb + x, cr + x);
+}
+
+// 2x2 chroma averaging of two full-resolution rows (n output samples), libjpeg's alternating
+// rounding bias.
+PYFILL_CLONES void subsample_row(const int* __restrict a, const int* __restrict b, int64_t n, int* __restrict out) {
+  for (int64_t cx = 0; cx < n; ++cx) out[cx] = (a[2 * cx] + a[2 * cx + 1] + b[2 * cx] + b[2 * cx + 1] + 1 + (cx & 1)) >> 2;
+}
+
+// libjpeg's h2v2 "fancy" (triangular) upsampling of one output row from the nearer and the
+// farther chroma rows (n samples each): 2n output samples. Same values as fancy_upsample().
+PYFILL_CLONES void fancy_row(const uint8_t* __restrict near_row, const uint8_t* __restrict far_row, int64_t n,
+                             int* __restrict v, int* __restrict out) {
+  for (int64_t cx = 0; cx < n; ++cx) v[cx + 1] = 3 * near_row[cx] + far_row[cx];
+  v[0] = v[1];
+  v[n + 1] = v[n];
+  for (int64_t cx = 0; cx < n; ++cx) {
+    out[2 * cx] = (3 * v[cx + 1] + v[cx] + 8) >> 4;
+    out[2 * cx + 1] = (3 * v[cx + 1] + v[cx + 2] + 7) >> 4;
+  }
+}
+
+template <class T>
+PYFILL_CLONES void rgb_row(const uint8_t* __restrict y, const int* __restrict cb, const int* __restrict cr, int64_t n,
+                           T* __restrict out) {
+  for (int64_t x = 0; x < n; ++x) {
+    int r, g, b;
+    ycc_to_rgb(y[x], cb[x], cr[x], &r, &g, &b);
+    from_u8(r, out + x * 3);
+    from_u8(g, out + x * 3 + 1);
+    from_u8(b, out + x * 3 + 2);
+  }
+}
+
+// JPEG's lossy path on one 3-channel image. Pass 1, per MCU row: RGB -> YCbCr (8-bit) into
+// planar rows (edges replicated to whole MCUs as libjpeg does), chroma 2x2 averaging for 4:2:0,
+// 8x8 DCT round trip of every block into reconstructed planes. Pass 2, per row: chroma
+// upsampling (libjpeg's triangular filter) and YCbCr -> RGB.
+template <class T>
+void jpeg(const T* src, T* dst, const Dim& d, int quality, bool sub420, Scratch& sc) {
   const int64_t mcu = sub420 ? 16 : 8;
-  const int64_t pw = (s.w + mcu - 1) / mcu * mcu, ph = (s.h + mcu - 1) / mcu * mcu;
+  const int64_t pw = (d.w + mcu - 1) / mcu * mcu, ph = (d.h + mcu - 1) / mcu * mcu;
   const int64_t cw = sub420 ? pw / 2 : pw, chh = sub420 ? ph / 2 : ph;
-  const int64_t real_cw = sub420 ? (s.w + 1) / 2 : s.w, real_ch = sub420 ? (s.h + 1) / 2 : s.h;
+  const int64_t real_cw = sub420 ? (d.w + 1) / 2 : d.w, real_ch = sub420 ? (d.h + 1) / 2 : d.h;
   float basis[64], basis_t[64], qy[64], qc[64];
   for (int u = 0; u < 8; ++u)
     for (int x = 0; x < 8; ++x) basis_t[x * 8 + u] = basis[u * 8 + x] = dct_basis(u, x);
@@ -312,98 +547,128 @@ void jpeg(const T* src, T* dst, const Shape& s, int quality, bool sub420) {
     qy[i] = static_cast<float>(jpeg_quant(0, i, quality));
     qc[i] = static_cast<float>(jpeg_quant(1, i, quality));
   }
-  const int64_t ysize = pw * ph, csize = cw * chh, per_image = ysize + 2 * csize;
-  std::vector<uint8_t> planes(static_cast<size_t>(s.b * per_image));
-  const int64_t mcu_rows = ph / mcu;
-  parallel_for(s.b * mcu_rows, [&](int64_t begin, int64_t end) {
-    std::vector<int> ycc(static_cast<size_t>(mcu * pw * 3));
-    float blk[64];
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t b = job / mcu_rows, y0 = (job % mcu_rows) * mcu;
-      const T* img = src + b * s.image();
-      for (int64_t y = 0; y < mcu; ++y) {
-        const T* row = img + std::min(y0 + y, s.h - 1) * s.row();
-        for (int64_t x = 0; x < pw; ++x) {
-          const T* px = row + std::min(x, s.w - 1) * 3;
-          int* o = ycc.data() + (y * pw + x) * 3;
-          rgb_to_ycc(to_u8(px[0]), to_u8(px[1]), to_u8(px[2]), o, o + 1, o + 2);
-        }
-      }
-      uint8_t* yplane = planes.data() + b * per_image;
-      for (int64_t bx = 0; bx < pw; bx += 8)
-        for (int64_t by = 0; by < mcu; by += 8) {
-          for (int i = 0; i < 64; ++i)
-            blk[i] = static_cast<float>(ycc[((by + i / 8) * pw + bx + i % 8) * 3]) - 128.0f;
-          jpeg_block_roundtrip(blk, basis, basis_t, qy);
-          for (int i = 0; i < 64; ++i)
-            yplane[(y0 + by + i / 8) * pw + bx + i % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[i] + 128.0f)));
-        }
-      const int64_t cy0 = sub420 ? y0 / 2 : y0, crows = sub420 ? mcu / 2 : mcu;
-      for (int comp = 1; comp <= 2; ++comp) {
-        uint8_t* cplane = yplane + ysize + (comp - 1) * csize;
-        for (int64_t bx = 0; bx < cw; bx += 8)
-          for (int64_t by = 0; by < crows; by += 8) {
-            for (int i = 0; i < 64; ++i) {
-              const int64_t cx = bx + i % 8, cy = by + i / 8;
-              int v;
-              if (sub420) {
-                const int64_t fx = 2 * cx, fy = 2 * cy;
-                v = (ycc[(fy * pw + fx) * 3 + comp] + ycc[(fy * pw + fx + 1) * 3 + comp] +
-                     ycc[((fy + 1) * pw + fx) * 3 + comp] + ycc[((fy + 1) * pw + fx + 1) * 3 + comp] +
-                     ((cx & 1) ? 2 : 1)) >> 2;
-              } else {
-                v = ycc[(cy * pw + cx) * 3 + comp];
-              }
-              blk[i] = static_cast<float>(v) - 128.0f;
-            }
-            jpeg_block_roundtrip(blk, basis, basis_t, qc);
-            for (int i = 0; i < 64; ++i)
-              cplane[(cy0 + by + i / 8) * cw + bx + i % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[i] + 128.0f)));
-          }
+  const int64_t ysize = pw * ph, csize = cw * chh;
+  uint8_t* yplane = grow(sc.planes, ysize + 2 * csize);
+  // Planar 8-bit YCbCr of one MCU row (Y, Cb, Cr), then the subsampled chroma rows.
+  int* ycc = grow(sc.ycc, 3 * mcu * pw + 2 * 8 * cw);
+  int* sub[2] = {ycc + 3 * mcu * pw, ycc + 3 * mcu * pw + 8 * cw};
+  for (int64_t y0 = 0; y0 < ph; y0 += mcu) {
+    for (int64_t y = 0; y < mcu; ++y) {
+      int* py = ycc + y * pw;
+      int* pcb = py + mcu * pw;
+      int* pcr = pcb + mcu * pw;
+      ycc_row(src + std::min(y0 + y, d.h - 1) * d.row(), d.w, py, pcb, pcr);
+      for (int64_t x = d.w; x < pw; ++x) py[x] = py[d.w - 1], pcb[x] = pcb[d.w - 1], pcr[x] = pcr[d.w - 1];
+    }
+    for (int64_t by = 0; by < mcu; by += 8)
+      jpeg_block_row(ycc + by * pw, pw, pw / 8, yplane + (y0 + by) * pw, pw, basis, basis_t, qy);
+    for (int comp = 0; comp < 2; ++comp) {
+      const int* full = ycc + (comp + 1) * mcu * pw;
+      uint8_t* cplane = yplane + ysize + comp * csize;
+      if (sub420) {
+        for (int64_t cy = 0; cy < 8; ++cy) subsample_row(full + 2 * cy * pw, full + (2 * cy + 1) * pw, cw, sub[comp] + cy * cw);
+        jpeg_block_row(sub[comp], cw, cw / 8, cplane + (y0 / 2) * cw, cw, basis, basis_t, qc);
+      } else {
+        jpeg_block_row(full, pw, pw / 8, cplane + y0 * cw, cw, basis, basis_t, qc);
       }
     }
+  }
+  const uint8_t* cb = yplane + ysize;
+  const uint8_t* cr = cb + csize;
+  int* up = grow(sc.ycc, 2 * (2 * real_cw) + real_cw + 2);  // full-resolution Cb and Cr rows, then the blend row
+  int* ucb = up;
+  int* ucr = up + 2 * real_cw;
+  int* blend = up + 4 * real_cw;
+  for (int64_t y = 0; y < d.h; ++y) {
+    if (sub420) {
+      const int64_t cy = y >> 1;
+      const int64_t far = std::min(std::max<int64_t>((y & 1) ? cy + 1 : cy - 1, 0), real_ch - 1);
+      fancy_row(cb + cy * cw, cb + far * cw, real_cw, blend, ucb);
+      fancy_row(cr + cy * cw, cr + far * cw, real_cw, blend, ucr);
+    } else {
+      for (int64_t x = 0; x < d.w; ++x) ucb[x] = cb[y * cw + x], ucr[x] = cr[y * cw + x];
+    }
+    rgb_row(yplane + y * pw, ucb, ucr, d.w, dst + y * d.row());
+  }
+}
+
+// ---- a whole record per image --------------------------------------------------------------
+
+enum StepCode : int64_t { kSepFilter = 0, kFilter2d = 1, kResize = 2, kGaussianNoise = 3, kPoissonNoise = 4,
+                          kSaltPepper = 5, kJpeg = 6 };
+
+// One step of a record: its code, integer and float parameters, noise seed, and kernel taps.
+struct Step {
+  int64_t code;
+  int64_t i0, i1, i2;     // resize: height, width, interpolation; jpeg: quality, 4:2:0; gray flag
+  float f0, f1;           // sigma/mean, scale, amount
+  uint64_t seed;
+  std::vector<float> kernel;  // gaussian: 1-D taps (both axes); filter2d: K*K taps
+  int64_t ksize;
+};
+
+// Applies one step to one image (d) into dst (of the step's output size).
+template <class T>
+void apply_step(const Step& s, const T* src, T* dst, const Dim& d, Scratch& sc) {
+  const Stream st{s.seed, 0};
+  switch (s.code) {
+    case kSepFilter: sep_filter(src, dst, d, s.kernel, s.kernel, sc); break;
+    case kFilter2d: filter2d(src, dst, d, s.kernel, s.ksize, sc); break;
+    case kResize: resize(src, dst, d, s.i0, s.i1, static_cast<int>(s.i2), sc); break;
+    case kGaussianNoise: gaussian_noise(src, dst, d, s.f0, s.f1, s.i0 != 0, st, sc); break;
+    case kPoissonNoise: poisson_noise(src, dst, d, s.f0, s.i0 != 0, st, sc); break;
+    case kSaltPepper: salt_pepper(src, dst, d, s.f0, st, sc); break;
+    case kJpeg: jpeg(src, dst, d, static_cast<int>(s.i0), s.i1 != 0, sc); break;
+    default: throw std::invalid_argument("apply_pipeline: unknown step code");
+  }
+}
+
+// Calls fn(i, scratch) for every i < n from up to num_threads() workers that each claim the next
+// unclaimed index, so that images of unequal cost (or a worker slowed by other load) balance.
+template <class Fn>
+void for_each_image(int64_t n, Fn&& fn) {
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min<int64_t>(n, num_threads()), [&](int64_t, int64_t) {
+    Scratch sc;
+    for (int64_t i = next++; i < n; i = next++) fn(i, sc);
   }, 1);
-  parallel_for(s.b * s.h, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / s.h, y = i % s.h;
-      const uint8_t* yplane = planes.data() + b * per_image;
-      const uint8_t* cb = yplane + ysize;
-      const uint8_t* cr = cb + csize;
-      T* out = dst + i * s.row();
-      for (int64_t x = 0; x < s.w; ++x) {
-        int vb, vr;
-        if (sub420) {
-          vb = fancy_upsample(cb, static_cast<int>(cw), static_cast<int>(real_cw), static_cast<int>(real_ch),
-                              static_cast<int>(x), static_cast<int>(y));
-          vr = fancy_upsample(cr, static_cast<int>(cw), static_cast<int>(real_cw), static_cast<int>(real_ch),
-                              static_cast<int>(x), static_cast<int>(y));
-        } else {
-          vb = cb[y * cw + x];
-          vr = cr[y * cw + x];
-        }
-        int r, g, bl;
-        ycc_to_rgb(yplane[y * pw + x], vb, vr, &r, &g, &bl);
-        from_u8(r, out + x * 3);
-        from_u8(g, out + x * 3 + 1);
-        from_u8(bl, out + x * 3 + 2);
-      }
+}
+
+// Runs each image's steps in order inside one task, images in parallel: intermediate images
+// live in two per-thread buffers, the last step writes straight into the output.
+template <class T>
+void apply_pipeline(const T* src, T* dst, const Dim& d, int64_t b, const std::vector<Step>& steps,
+                    const std::vector<int64_t>& offsets) {
+  for_each_image(b, [&](int64_t i, Scratch& sc) {
+    const T* cur = src + i * d.size();
+    Dim cd = d;
+    const int64_t first = offsets[static_cast<size_t>(i)], last = offsets[static_cast<size_t>(i) + 1];
+    if (first == last) std::copy(cur, cur + d.size(), dst + i * d.size());
+    for (int64_t k = first; k < last; ++k) {
+      const Step& s = steps[static_cast<size_t>(k)];
+      const Dim od = s.code == kResize ? Dim{s.i0, s.i1, d.c} : cd;
+      T* out = k == last - 1 ? dst + i * d.size() : grow(image_buffer(sc, k - first, src), od.size());
+      apply_step(s, cur, out, cd, sc);
+      cur = out;
+      cd = od;
     }
-  }, 8);
+  });
 }
 
 // ---- bindings ------------------------------------------------------------------------------
 
 using Image = py::array;
 
-Shape checked_shape(const Image& img, const char* op) {
+Dim checked_shape(const Image& img, const char* op, int64_t* batch) {
   if (img.ndim() != 4)
     throw std::invalid_argument(std::string(op) + ": expected a (B, H, W, C) array");
   if (!(img.flags() & py::array::c_style))
     throw std::invalid_argument(std::string(op) + ": array must be C-contiguous");
-  const Shape s{img.shape(0), img.shape(1), img.shape(2), img.shape(3)};
-  if (s.b < 1 || s.h < 1 || s.w < 1 || s.c < 1)
+  *batch = img.shape(0);
+  const Dim d{img.shape(1), img.shape(2), img.shape(3)};
+  if (*batch < 1 || d.h < 1 || d.w < 1 || d.c < 1)
     throw std::invalid_argument(std::string(op) + ": empty image");
-  return s;
+  return d;
 }
 
 bool is_u8(const Image& img, const char* op) {
@@ -431,7 +696,13 @@ Image run_typed(const Image& img, const char* op, std::vector<py::ssize_t> out_s
   return std::move(out);
 }
 
-std::vector<py::ssize_t> dims(const Shape& s) { return {s.b, s.h, s.w, s.c}; }
+// Runs fn(src_image, dst_image, index, scratch) on every image of a batch, images in parallel.
+template <class T, class Fn>
+void for_images(const T* src, T* dst, int64_t b, int64_t in_size, int64_t out_size, Fn&& fn) {
+  for_each_image(b, [&](int64_t i, Scratch& sc) { fn(src + i * in_size, dst + i * out_size, i, sc); });
+}
+
+std::vector<py::ssize_t> dims(int64_t b, const Dim& d) { return {b, d.h, d.w, d.c}; }
 
 std::vector<float> odd_kernel(const py::array_t<float, py::array::c_style | py::array::forcecast>& k,
                               const char* what) {
@@ -440,12 +711,95 @@ std::vector<float> odd_kernel(const py::array_t<float, py::array::c_style | py::
   return std::vector<float>(k.data(), k.data() + k.shape(0));
 }
 
+struct Streams {
+  const uint64_t* seed;    // per image
+  const uint32_t* stream;  // per image
+  Stream of(int64_t b) const { return Stream{seed[b], stream[b]}; }
+};
+
 Streams checked_streams(const py::array_t<uint64_t, py::array::c_style | py::array::forcecast>& seeds,
                         const py::array_t<uint32_t, py::array::c_style | py::array::forcecast>& streams,
-                        const Shape& s, const char* op) {
-  if (seeds.ndim() != 1 || streams.ndim() != 1 || seeds.shape(0) != s.b || streams.shape(0) != s.b)
+                        int64_t b, const char* op) {
+  if (seeds.ndim() != 1 || streams.ndim() != 1 || seeds.shape(0) != b || streams.shape(0) != b)
     throw std::invalid_argument(std::string(op) + ": seeds and streams need one entry per image");
   return Streams{seeds.data(), streams.data()};
+}
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IndexArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using SeedArray = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+using StreamArray = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+
+// Decodes and validates the flattened records of apply_pipeline (see its docstring), checking
+// that every image's chain of sizes ends at the input size.
+std::vector<Step> decode_steps(const Dim& d, int64_t b, const IndexArray& ints, const FloatArray& floats,
+                               const SeedArray& seeds, const FloatArray& kernels, const IndexArray& offsets) {
+  const char* op = "apply_pipeline";
+  auto fail = [op](const std::string& what) { throw std::invalid_argument(std::string(op) + ": " + what); };
+  if (ints.ndim() != 2 || ints.shape(1) != 6) fail("steps must be an (S, 6) int64 array");
+  const int64_t n = ints.shape(0);
+  if (floats.ndim() != 2 || floats.shape(0) != n || floats.shape(1) != 2) fail("params must be an (S, 2) float32 array");
+  if (seeds.ndim() != 1 || seeds.shape(0) != n) fail("seeds must have one entry per step");
+  if (kernels.ndim() != 1) fail("kernels must be a 1-D float32 array");
+  if (offsets.ndim() != 1 || offsets.shape(0) != b + 1) fail("offsets must have B + 1 entries");
+  const int64_t* off = offsets.data();
+  if (off[0] != 0 || off[b] != n) fail("offsets must start at 0 and end at the number of steps");
+  for (int64_t i = 0; i < b; ++i)
+    if (off[i + 1] < off[i]) fail("offsets must be non-decreasing");
+  std::vector<Step> steps(static_cast<size_t>(n));
+  const int64_t nk = kernels.shape(0);
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t* r = ints.data() + k * 6;
+    Step& s = steps[static_cast<size_t>(k)];
+    s.code = r[0];
+    s.i0 = r[1];
+    s.i1 = r[2];
+    s.i2 = r[3];
+    s.f0 = floats.data()[k * 2];
+    s.f1 = floats.data()[k * 2 + 1];
+    s.seed = seeds.data()[k];
+    const int64_t koff = r[4], klen = r[5];
+    if (koff < 0 || klen < 0 || koff > nk || klen > nk - koff) fail("kernel slice out of range");
+    s.kernel.assign(kernels.data() + koff, kernels.data() + koff + klen);
+    for (float v : s.kernel)
+      if (!std::isfinite(v)) fail("kernels must be finite");
+    s.ksize = 0;
+    switch (s.code) {
+      case kSepFilter:
+        if (klen < 1 || klen % 2 == 0) fail("a blur kernel needs an odd number of taps");
+        break;
+      case kFilter2d:
+        s.ksize = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(klen))));
+        if (klen < 1 || s.ksize * s.ksize != klen || s.ksize % 2 == 0) fail("a 2-D kernel must be square with an odd size");
+        break;
+      case kResize:
+        if (s.i0 < 1 || s.i1 < 1 || s.i0 > (1 << 20) || s.i1 > (1 << 20)) fail("resize sizes must be in 1..2**20");
+        if (s.i2 < kNearest || s.i2 > kArea) fail("unknown interpolation");
+        break;
+      case kGaussianNoise:
+        if (!(s.f0 >= 0.0f) || !std::isfinite(s.f0) || !std::isfinite(s.f1)) fail("bad Gaussian noise sigma or mean");
+        break;
+      case kPoissonNoise:
+        if (!(s.f0 >= 0.0f) || !std::isfinite(s.f0)) fail("Poisson noise scale must be finite and >= 0");
+        break;
+      case kSaltPepper:
+        if (!(s.f0 >= 0.0f && s.f0 <= 1.0f)) fail("salt-and-pepper amount must be in [0, 1]");
+        break;
+      case kJpeg:
+        if (d.c != 3) fail("JPEG needs 3 channels");
+        if (s.i0 < 1 || s.i0 > 100) fail("JPEG quality must be in 1..100");
+        break;
+      default:
+        fail("unknown step code " + std::to_string(s.code));
+    }
+  }
+  for (int64_t i = 0; i < b; ++i) {
+    int64_t h = d.h, w = d.w;
+    for (int64_t k = off[i]; k < off[i + 1]; ++k)
+      if (steps[static_cast<size_t>(k)].code == kResize) h = steps[static_cast<size_t>(k)].i0, w = steps[static_cast<size_t>(k)].i1;
+    if (h != d.h || w != d.w) fail("image " + std::to_string(i) + "'s steps do not end at the input size");
+  }
+  return steps;
 }
 
 }  // namespace
@@ -454,71 +808,127 @@ Streams checked_streams(const py::array_t<uint64_t, py::array::c_style | py::arr
 
 PYFILL_REGISTER(degrade) {
   using namespace pyfill::degrade;
-  using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
-  using SeedArray = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
-  using StreamArray = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
 
   m.def("degrade_sep_filter", [](const Image& img, const FloatArray& kx, const FloatArray& ky) {
-    const Shape s = checked_shape(img, "sep_filter");
+    int64_t b;
+    const Dim d = checked_shape(img, "sep_filter", &b);
     const auto vx = odd_kernel(kx, "kx"), vy = odd_kernel(ky, "ky");
-    return run_typed(img, "sep_filter", dims(s), [&](const auto* src, auto* dst) { sep_filter(src, dst, s, vx, vy); });
+    return run_typed(img, "sep_filter", dims(b, d), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t, Scratch& sc) {
+        sep_filter(s, o, d, vx, vy, sc);
+      });
+    });
   }, py::arg("img"), py::arg("kx"), py::arg("ky"),
-        "Separable correlation of (B, H, W, C) images with odd 1-D kernels, reflect-101 borders.");
+        "Separable correlation of (B, H, W, C) uint8/float32 images with odd 1-D float32 kernels, "
+        "reflect-101 borders; parallel over images.");
 
   m.def("degrade_filter2d", [](const Image& img, const FloatArray& kernel) {
-    const Shape s = checked_shape(img, "filter2d");
+    int64_t b;
+    const Dim d = checked_shape(img, "filter2d", &b);
     if (kernel.ndim() != 2 || kernel.shape(0) != kernel.shape(1) || kernel.shape(0) % 2 == 0)
       throw std::invalid_argument("filter2d: kernel must be square with an odd size");
     const int64_t k = kernel.shape(0);
     const std::vector<float> w(kernel.data(), kernel.data() + k * k);
-    return run_typed(img, "filter2d", dims(s), [&](const auto* src, auto* dst) { filter2d(src, dst, s, w, k); });
+    return run_typed(img, "filter2d", dims(b, d), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t, Scratch& sc) {
+        filter2d(s, o, d, w, k, sc);
+      });
+    });
   }, py::arg("img"), py::arg("kernel"),
-        "2-D correlation of (B, H, W, C) images with a square odd kernel, reflect-101 borders.");
+        "2-D correlation of (B, H, W, C) uint8/float32 images with a square odd (K, K) float32 kernel, "
+        "reflect-101 borders; parallel over images.");
 
   m.def("degrade_resize", [](const Image& img, int64_t oh, int64_t ow, int interp) {
-    const Shape s = checked_shape(img, "resize");
+    int64_t b;
+    const Dim d = checked_shape(img, "resize", &b);
     if (oh < 1 || ow < 1) throw std::invalid_argument("resize: output size must be positive");
     if (interp < kNearest || interp > kArea) throw std::invalid_argument("resize: unknown interpolation");
-    return run_typed(img, "resize", {s.b, oh, ow, s.c},
-                     [&](const auto* src, auto* dst) { resize(src, dst, s, oh, ow, interp); });
+    const Dim od{oh, ow, d.c};
+    return run_typed(img, "resize", dims(b, od), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), od.size(), [&](const auto* s, auto* o, int64_t, Scratch& sc) {
+        resize(s, o, d, oh, ow, interp, sc);
+      });
+    });
   }, py::arg("img"), py::arg("height"), py::arg("width"), py::arg("interp"),
-        "Resize (B, H, W, C) images with OpenCV's conventions (0 nearest, 1 bilinear, 2 bicubic, 3 area).");
+        "Resize (B, H, W, C) uint8/float32 images to (B, height, width, C) with OpenCV's conventions "
+        "(0 nearest, 1 bilinear, 2 bicubic, 3 area); parallel over images.");
 
   m.def("degrade_gaussian_noise", [](const Image& img, float sigma, float mean, bool gray,
                                      const SeedArray& seeds, const StreamArray& streams) {
-    const Shape s = checked_shape(img, "gaussian_noise");
+    int64_t b;
+    const Dim d = checked_shape(img, "gaussian_noise", &b);
     if (!(sigma >= 0.0f) || !std::isfinite(mean)) throw std::invalid_argument("gaussian_noise: bad sigma or mean");
-    const Streams st = checked_streams(seeds, streams, s, "gaussian_noise");
-    return run_typed(img, "gaussian_noise", dims(s),
-                     [&](const auto* src, auto* dst) { gaussian_noise(src, dst, s, sigma, mean, gray, st); });
+    const Streams st = checked_streams(seeds, streams, b, "gaussian_noise");
+    return run_typed(img, "gaussian_noise", dims(b, d), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch& sc) {
+        gaussian_noise(s, o, d, sigma, mean, gray, st.of(i), sc);
+      });
+    });
   }, py::arg("img"), py::arg("sigma"), py::arg("mean"), py::arg("gray"), py::arg("seeds"), py::arg("streams"),
-        "Add N(mean, sigma^2) noise (grey levels of 0..255) from per-image Philox streams.");
+        "Add N(mean, sigma^2) noise (grey levels of 0..255) to (B, H, W, C) images from per-image "
+        "Philox streams (seeds: uint64 (B,), streams: uint32 (B,)).");
 
   m.def("degrade_poisson_noise", [](const Image& img, float scale, bool gray, const SeedArray& seeds,
                                     const StreamArray& streams) {
-    const Shape s = checked_shape(img, "poisson_noise");
+    int64_t b;
+    const Dim d = checked_shape(img, "poisson_noise", &b);
     if (!(scale >= 0.0f)) throw std::invalid_argument("poisson_noise: scale must be >= 0");
-    const Streams st = checked_streams(seeds, streams, s, "poisson_noise");
-    return run_typed(img, "poisson_noise", dims(s),
-                     [&](const auto* src, auto* dst) { poisson_noise(src, dst, s, scale, gray, st); });
+    const Streams st = checked_streams(seeds, streams, b, "poisson_noise");
+    return run_typed(img, "poisson_noise", dims(b, d), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch& sc) {
+        poisson_noise(s, o, d, scale, gray, st.of(i), sc);
+      });
+    });
   }, py::arg("img"), py::arg("scale"), py::arg("gray"), py::arg("seeds"), py::arg("streams"),
-        "Add scaled Poisson noise (counts = grey levels of 0..255) from per-image Philox streams.");
+        "Add scaled Poisson noise (counts = grey levels of 0..255) to (B, H, W, C) images from "
+        "per-image Philox streams (seeds: uint64 (B,), streams: uint32 (B,)).");
 
   m.def("degrade_salt_pepper", [](const Image& img, float amount, const SeedArray& seeds,
                                   const StreamArray& streams) {
-    const Shape s = checked_shape(img, "salt_pepper");
+    int64_t b;
+    const Dim d = checked_shape(img, "salt_pepper", &b);
     if (!(amount >= 0.0f && amount <= 1.0f)) throw std::invalid_argument("salt_pepper: amount must be in [0, 1]");
-    const Streams st = checked_streams(seeds, streams, s, "salt_pepper");
-    return run_typed(img, "salt_pepper", dims(s),
-                     [&](const auto* src, auto* dst) { salt_pepper(src, dst, s, amount, st); });
+    const Streams st = checked_streams(seeds, streams, b, "salt_pepper");
+    return run_typed(img, "salt_pepper", dims(b, d), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t i, Scratch& sc) {
+        salt_pepper(s, o, d, amount, st.of(i), sc);
+      });
+    });
   }, py::arg("img"), py::arg("amount"), py::arg("seeds"), py::arg("streams"),
-        "Set a fraction `amount` of pixels to black or white from per-image Philox streams.");
+        "Set a fraction `amount` of the pixels of (B, H, W, C) images to black or white from "
+        "per-image Philox streams (seeds: uint64 (B,), streams: uint32 (B,)).");
 
   m.def("degrade_jpeg", [](const Image& img, int quality, bool sub420) {
-    const Shape s = checked_shape(img, "jpeg");
-    if (s.c != 3) throw std::invalid_argument("jpeg: images must have 3 channels");
+    int64_t b;
+    const Dim d = checked_shape(img, "jpeg", &b);
+    if (d.c != 3) throw std::invalid_argument("jpeg: images must have 3 channels");
     if (quality < 1 || quality > 100) throw std::invalid_argument("jpeg: quality must be in 1..100");
-    return run_typed(img, "jpeg", dims(s), [&](const auto* src, auto* dst) { jpeg(src, dst, s, quality, sub420); });
+    return run_typed(img, "jpeg", dims(b, d), [&](const auto* src, auto* dst) {
+      for_images(src, dst, b, d.size(), d.size(), [&](const auto* s, auto* o, int64_t, Scratch& sc) {
+        jpeg(s, o, d, quality, sub420, sc);
+      });
+    });
   }, py::arg("img"), py::arg("quality"), py::arg("subsample_420"),
-        "JPEG's lossy path (colour conversion, chroma subsampling, DCT quantisation) without entropy coding.");
+        "JPEG's lossy path (colour conversion, chroma subsampling, DCT quantisation) on (B, H, W, 3) "
+        "images, without entropy coding; parallel over images.");
+
+  m.def("degrade_apply_pipeline", [](const Image& img, const IndexArray& steps, const FloatArray& params,
+                                     const SeedArray& seeds, const FloatArray& kernels, const IndexArray& offsets) {
+    int64_t b;
+    const Dim d = checked_shape(img, "apply_pipeline", &b);
+    const std::vector<Step> decoded = decode_steps(d, b, steps, params, seeds, kernels, offsets);
+    const std::vector<int64_t> off(offsets.data(), offsets.data() + b + 1);
+    return run_typed(img, "apply_pipeline", dims(b, d), [&](const auto* src, auto* dst) {
+      apply_pipeline(src, dst, d, b, decoded, off);
+    });
+  }, py::arg("img"), py::arg("steps"), py::arg("params"), py::arg("seeds"), py::arg("kernels"), py::arg("offsets"),
+        "Apply per-image step lists to (B, H, W, C) uint8/float32 images, each image's chain in one "
+        "task, images in parallel. Image i's steps are rows offsets[i]..offsets[i+1] (offsets: int64 "
+        "(B + 1,)) of steps (int64 (S, 6): code, i0, i1, i2, kernel offset, kernel length), params "
+        "(float32 (S, 2): f0, f1) and seeds (uint64 (S,)); kernels is the float32 array the kernel "
+        "slices index. Codes: 0 separable blur (1-D taps on both axes), 1 2-D correlation (K*K taps), "
+        "2 resize (i0 height, i1 width, i2 interpolation), 3 Gaussian noise (f0 sigma, f1 mean, i0 "
+        "gray), 4 Poisson noise (f0 scale, i0 gray), 5 salt and pepper (f0 amount), 6 JPEG (i0 "
+        "quality, i1 4:2:0). Noise uses stream 0 of its seed, as a lone image does. Every image's "
+        "steps must end at the input size. Returns the (B, H, W, C) result.");
 }

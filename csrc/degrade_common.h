@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #ifdef __CUDACC__
 #define PYFILL_HD __host__ __device__ __forceinline__
@@ -58,34 +59,96 @@ PYFILL_HD float uniform_open(uint32_t x) {
   return (static_cast<float>(x >> 8) + 0.5f) * (1.0f / 16777216.0f);
 }
 
-// Two standard normals from two uniforms (Box-Muller).
-PYFILL_HD void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
-  const float r = sqrtf(-2.0f * logf(uniform_open(a)));
-  const float t = 6.2831853071795864f * uniform_open(b);
-  *z0 = r * cosf(t);
-  *z1 = r * sinf(t);
+PYFILL_HD uint32_t float_bits(float x) {
+  uint32_t b;
+  memcpy(&b, &x, sizeof(b));
+  return b;
 }
 
-// A Poisson(lam) sample from one draw: inversion for small lam, the normal approximation
-// (rounded, floored at 0) for lam >= 16, where it is accurate to well under a grey level.
-PYFILL_HD float poisson_sample(float lam, const Philox4& r) {
-  if (lam <= 0.0f) return 0.0f;
-  if (lam < 16.0f) {
-    const float u = uniform_open(r.v[0]);
-    float p = expf(-lam);
-    float cdf = p;
-    int k = 0;
-    while (u > cdf && k < 64) {
-      ++k;
-      p *= lam / static_cast<float>(k);
-      cdf += p;
-    }
-    return static_cast<float>(k);
+PYFILL_HD float bits_float(uint32_t b) {
+  float x;
+  memcpy(&x, &b, sizeof(x));
+  return x;
+}
+
+// Natural logarithm of a positive normal float (Cephes' logf polynomial, about 1 ulp). Written
+// without branches or libm so that the CPU loops vectorise, and shared with CUDA so that both
+// devices compute the same values.
+PYFILL_HD float log_positive(float x) {
+  const uint32_t bits = float_bits(x);
+  int e = static_cast<int>((bits >> 23) & 0xffu) - 126;  // x = m * 2^e, m in [0.5, 1)
+  float m = bits_float((bits & 0x007fffffu) | 0x3f000000u);
+  const int small = m < 0.70710678118654752f;  // then m * 2 in [sqrt(0.5), 1), one e less
+  const float twice = m + m;                      // computed unconditionally: a select, no branch
+  e -= small;
+  m = (small ? twice : m) - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  const float fe = static_cast<float>(e);
+  y += -2.12194440e-4f * fe;
+  y += -0.5f * z;
+  return (m + y) + 0.693359375f * fe;
+}
+
+// sin and cos of 2 pi u for u in [0, 1] (Cephes' single-precision polynomials on the angle
+// reduced to [-pi/4, pi/4] by quarter turns), branch-free like log_positive().
+PYFILL_HD void sincos_turns(float u, float* s, float* c) {
+  const int q = static_cast<int>(u * 4.0f + 0.5f);
+  const float r = (u - static_cast<float>(q) * 0.25f) * 6.2831853071795864f;
+  const float z = r * r;
+  const float ps = r + r * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f);
+  const float pc = 1.0f - 0.5f * z + z * z * ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f);
+  const float a = (q & 1) ? pc : ps, b = (q & 1) ? ps : pc;
+  *s = (q & 2) ? -a : a;
+  *c = ((q + 1) & 2) ? -b : b;
+}
+
+// Two standard normals from two uniforms (Box-Muller).
+PYFILL_HD void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
+  const float r = sqrtf(-2.0f * log_positive(uniform_open(a)));
+  float s, c;
+  sincos_turns(uniform_open(b), &s, &c);
+  *z0 = r * c;
+  *z1 = r * s;
+}
+
+// A Poisson(lam) sample for 0 < lam < 16 by inversion of one uniform word.
+PYFILL_HD float poisson_inversion(float lam, uint32_t w) {
+  const float u = uniform_open(w);
+  float p = expf(-lam);
+  float cdf = p;
+  int k = 0;
+  while (u > cdf && k < 64) {
+    ++k;
+    p *= lam / static_cast<float>(k);
+    cdf += p;
   }
+  return static_cast<float>(k);
+}
+
+// The normal approximation of a Poisson(lam) sample (rounded, floored at 0) from two words.
+PYFILL_HD float poisson_normal(float lam, uint32_t a, uint32_t b) {
   float z0, z1;
-  box_muller(r.v[1], r.v[2], &z0, &z1);
+  box_muller(a, b, &z0, &z1);
   const float k = floorf(lam + sqrtf(lam) * z0 + 0.5f);
   return k < 0.0f ? 0.0f : k;
+}
+
+// A Poisson(lam) sample from one draw: inversion for small lam, the normal approximation for
+// lam >= 16, where it is accurate to well under a grey level.
+PYFILL_HD float poisson_sample(float lam, const Philox4& r) {
+  if (lam <= 0.0f) return 0.0f;
+  if (lam < 16.0f) return poisson_inversion(lam, r.v[0]);
+  return poisson_normal(lam, r.v[1], r.v[2]);
 }
 
 // ---- JPEG ----------------------------------------------------------------------------------
@@ -148,6 +211,7 @@ PYFILL_HD float quantise(float coef, float q) {
 // One 8x8 block through JPEG's lossy core, in place: forward DCT of the level-shifted samples,
 // quantise-dequantise with table q, inverse DCT. basis[u * 8 + x] = dct_basis(u, x) and
 // basis_t is its transpose; every product keeps its innermost loop contiguous so it vectorises.
+// (The CPU kernels run block_roundtrip() of degrade.cpp: the same products in the same order.)
 PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
   float tmp[64], coef[64];
   // tmp = B X, coef = tmp B^T
@@ -172,7 +236,8 @@ PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float*
 }
 
 // libjpeg's h2v2 "fancy" (triangular) chroma upsampling of plane c (cw x ch samples, row
-// stride `stride`) at full-resolution pixel (x, y).
+// stride `stride`) at full-resolution pixel (x, y). (The CPU kernels compute whole rows with
+// fancy_row() of degrade.cpp, which gives the same values.)
 PYFILL_HD int fancy_upsample(const uint8_t* c, int stride, int cw, int ch, int x, int y) {
   const int cy = y >> 1;
   int far = (y & 1) ? cy + 1 : cy - 1;

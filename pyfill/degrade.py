@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 
 from pyfill import ops
+from pyfill._core import _C
+from pyfill.ops import _arrays
+from pyfill.ops import degrade as _ops
 
 __all__ = ["PRESETS", "Pipeline", "apply_steps"]
 
@@ -88,6 +91,58 @@ _OPS = {
     "salt_pepper": lambda x, s: ops.add_salt_pepper(x, s["amount"], s["seed"]),
     "jpeg": lambda x, s: ops.jpeg(x, s["quality"], s["subsampling"]),
 }
+
+
+# Step codes of the compiled whole-record path (_C.degrade_apply_pipeline).
+_CODES = {"gaussian_blur": 0, "motion_blur": 1, "resize": 2, "gaussian_noise": 3, "poisson_noise": 4,
+          "salt_pepper": 5, "jpeg": 6}
+
+
+def _encode(records: list[Record]) -> tuple[np.ndarray, ...]:
+    """Flatten records into the arrays of ``_C.degrade_apply_pipeline``: steps int64 (S, 6),
+    params float32 (S, 2), seeds uint64 (S,), kernels float32 (N,), offsets int64 (B + 1,).
+    Parameters go through the same validation and kernel construction as the individual ops."""
+    ints: list[list[int]] = []
+    floats: list[tuple[float, float]] = []
+    seeds: list[int] = []
+    kernels: list[np.ndarray] = []
+    offsets, nk = [0], 0
+    for rec in records:
+        for s in rec:
+            op = s.get("op")
+            if op not in _CODES:
+                raise ValueError(f"unknown degradation step {op!r}")
+            i, f, seed, kernel = [0, 0, 0], (0.0, 0.0), 0, None
+            if op == "gaussian_blur":
+                kernel = ops.gaussian_kernel(s["ksize"], s["sigma"])
+            elif op == "motion_blur":
+                kernel = ops.motion_kernel(s["length"], s["angle"]).ravel()
+            elif op == "resize":
+                i = list(_ops._resize_args(tuple(s["size"]), s["interpolation"]))
+            elif op == "gaussian_noise":
+                f = (_ops._check_number(s["sigma"], "sigma", low=0.0), _ops._check_number(s["mean"], "mean"))
+                i[0], seed = int(bool(s["gray"])), _ops._check_seed(s["seed"])
+            elif op == "poisson_noise":
+                f = (_ops._check_number(s["scale"], "scale", low=0.0), 0.0)
+                i[0], seed = int(bool(s["gray"])), _ops._check_seed(s["seed"])
+            elif op == "salt_pepper":
+                f = (_ops._check_number(s["amount"], "amount", low=0.0, high=1.0), 0.0)
+                seed = _ops._check_seed(s["seed"])
+            else:  # jpeg
+                if s["subsampling"] not in _ops._SUBSAMPLING:
+                    raise ValueError(f"jpeg: subsampling must be '4:2:0' or '4:4:4', got {s['subsampling']!r}")
+                i = [_ops._check_int(s["quality"], "quality", low=1, high=100), int(_ops._SUBSAMPLING[s["subsampling"]]), 0]
+            klen = 0 if kernel is None else kernel.size
+            if kernel is not None:
+                kernels.append(kernel)
+            ints.append([_CODES[op], *i, nk, klen])
+            floats.append(f)
+            seeds.append(seed)
+            nk += klen
+        offsets.append(len(ints))
+    return (np.asarray(ints, np.int64).reshape(-1, 6), np.asarray(floats, np.float32).reshape(-1, 2),
+            np.asarray(seeds, np.uint64), np.concatenate(kernels) if kernels else np.zeros(0, np.float32),
+            np.asarray(offsets, np.int64))
 
 
 def apply_steps(img: Any, steps: Record) -> Any:
@@ -239,13 +294,23 @@ class Pipeline:
     # ---- applying ---------------------------------------------------------------------------
 
     def apply(self, batch: Any, records: list[Record]) -> Any:
-        """Apply one record per image of ``batch`` (B, H, W, 3); returns the degraded batch
-        (same shape, dtype and library)."""
+        """Apply one record per image of ``batch`` (B, H, W, 3), uint8 or float32 in [0, 1];
+        returns the degraded batch (same shape, dtype and library). Every record must end at
+        the input size. NumPy arrays and CPU tensors run all records in one compiled call (each
+        image's whole chain on one thread, images in parallel, the same results as
+        :func:`apply_steps`); CUDA inputs apply the steps with the CUDA ops."""
         shape = tuple(batch.shape)
         if len(shape) != 4 or shape[-1] != 3:
             raise ValueError(f"batch must have shape (B, H, W, 3), got {shape}")
         if len(records) != shape[0]:
             raise ValueError(f"got {len(records)} records for a batch of {shape[0]} images")
+        if not _arrays.is_cuda_array(batch):
+            arr, back = _arrays.to_host(batch, "Pipeline.apply")
+            _ops._check_layout(arr.shape, arr.dtype, "Pipeline.apply")
+            if arr.dtype == np.float32 and np.isnan(arr).any():
+                raise ValueError("Pipeline.apply: float input contains NaN")
+            arr = np.ascontiguousarray(arr)
+            return back(_C.degrade_apply_pipeline(arr, *_encode(records)))
         out = [apply_steps(batch[i], records[i]) for i in range(shape[0])]
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(batch, torch.Tensor):

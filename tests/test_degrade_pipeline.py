@@ -159,3 +159,102 @@ def test_cuda_pipeline_matches_cpu(preset: str) -> None:
     assert rec_cpu == rec_gpu
     diff = np.abs(got.cpu().numpy().astype(int) - expected)
     assert (diff > 2).mean() < 1e-3  # rare one-level flips can propagate through later steps
+
+
+# ---- the compiled whole-record path --------------------------------------------------------------
+
+HAND_RECORDS = [
+    [],  # no step: a copy
+    [{"op": "gaussian_blur", "ksize": 5, "sigma": 1.3}, {"op": "jpeg", "quality": 90, "subsampling": "4:4:4"}],
+    [{"op": "motion_blur", "length": 7.5, "angle": 33.0},
+     {"op": "resize", "size": (17, 23), "interpolation": "area"},
+     {"op": "resize", "size": (30, 11), "interpolation": "bicubic"},
+     {"op": "resize", "size": (48, 40), "interpolation": "nearest"},
+     {"op": "poisson_noise", "scale": 1.2, "gray": True, "seed": 2**64 - 1}],
+    [{"op": "gaussian_noise", "sigma": 12.0, "mean": -3.0, "gray": False, "seed": 11},
+     {"op": "salt_pepper", "amount": 0.05, "seed": 12},
+     {"op": "resize", "size": (97, 81), "interpolation": "bilinear"},
+     {"op": "resize", "size": (48, 40), "interpolation": "area"},
+     {"op": "jpeg", "quality": 55, "subsampling": "4:2:0"}],
+]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_compiled_records_equal_the_individual_ops(dtype) -> None:
+    batch = make_batch(len(HAND_RECORDS))
+    if dtype == np.float32:
+        batch = batch.astype(np.float32) / 255
+    out = Pipeline("seed").apply(batch, HAND_RECORDS)
+    assert out.shape == batch.shape and out.dtype == batch.dtype
+    for img, deg, rec in zip(batch, out, HAND_RECORDS):
+        np.testing.assert_array_equal(replay(img, rec), deg)
+
+
+def test_compiled_records_reject_bad_records() -> None:
+    pipe, batch = Pipeline("seed"), make_batch(2)
+    jpeg = {"op": "jpeg", "quality": 80, "subsampling": "4:2:0"}
+    with pytest.raises(ValueError, match="unknown degradation step"):
+        pipe.apply(batch, [[jpeg], [{"op": "sharpen"}]])
+    with pytest.raises(ValueError, match="quality"):
+        pipe.apply(batch, [[jpeg], [{**jpeg, "quality": 0}]])
+    with pytest.raises(ValueError, match="subsampling"):
+        pipe.apply(batch, [[jpeg], [{**jpeg, "subsampling": "4:1:1"}]])
+    with pytest.raises(ValueError, match="ksize"):
+        pipe.apply(batch, [[jpeg], [{"op": "gaussian_blur", "ksize": 4, "sigma": 0.0}]])
+    with pytest.raises(ValueError, match="input size"):
+        pipe.apply(batch, [[jpeg], [{"op": "resize", "size": (8, 8), "interpolation": "area"}]])
+    with pytest.raises(ValueError, match="NaN"):
+        pipe.apply(np.full((2, 8, 8, 3), np.nan, np.float32), [[jpeg], [jpeg]])
+    with pytest.raises(TypeError):
+        pipe.apply(batch.astype(np.int16), [[jpeg], [jpeg]])
+
+
+def test_compiled_entry_point_rejects_bad_arrays_without_crashing() -> None:
+    from pyfill._core import _C
+
+    img = make_batch(2, 8, 8)
+    steps = np.array([[6, 80, 1, 0, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64)
+    params = np.zeros((2, 2), np.float32)
+    seeds = np.zeros(2, np.uint64)
+    kernels = np.array([0.25, 0.5, 0.25], np.float32)
+    offsets = np.array([0, 1, 2], np.int64)
+    good = _C.degrade_apply_pipeline(img, steps, params, seeds, kernels, offsets)
+    np.testing.assert_array_equal(good[0], ops.jpeg(img[0], 80))
+    np.testing.assert_array_equal(good[1], ops.gaussian_blur(img[1], 3))
+
+    def call(**changes):
+        args = {"img": img, "steps": steps, "params": params, "seeds": seeds, "kernels": kernels, "offsets": offsets}
+        args.update(changes)
+        return _C.degrade_apply_pipeline(**args)
+
+    bad = {
+        "code": {"steps": np.array([[9, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64)},
+        "columns": {"steps": steps[:, :5].copy()},
+        "kernel slice": {"steps": np.array([[6, 80, 1, 0, 0, 0], [0, 0, 0, 0, 2, 3]], np.int64)},
+        "even kernel": {"steps": np.array([[6, 80, 1, 0, 0, 0], [0, 0, 0, 0, 0, 2]], np.int64)},
+        "2-D kernel": {"steps": np.array([[6, 80, 1, 0, 0, 0], [1, 0, 0, 0, 0, 3]], np.int64)},
+        "quality": {"steps": np.array([[6, 101, 1, 0, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64)},
+        "resize size": {"steps": np.array([[2, 0, 8, 1, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64)},
+        "interpolation": {"steps": np.array([[2, 8, 8, 7, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64)},
+        "end size": {"steps": np.array([[2, 4, 8, 1, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64)},
+        "params": {"params": np.zeros((2, 3), np.float32)},
+        "seeds": {"seeds": np.zeros(3, np.uint64)},
+        "offsets length": {"offsets": np.array([0, 2], np.int64)},
+        "offsets order": {"offsets": np.array([0, 2, 1], np.int64)},
+        "offsets end": {"offsets": np.array([0, 1, 1], np.int64)},
+        "noise sigma": {"steps": np.array([[3, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64),
+                        "params": np.array([[-1, 0], [0, 0]], np.float32)},
+        "salt amount": {"steps": np.array([[5, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 3]], np.int64),
+                        "params": np.array([[1.5, 0], [0, 0]], np.float32)},
+        "kernel values": {"kernels": np.array([0.25, np.inf, 0.25], np.float32)},
+        "jpeg channels": {"img": np.zeros((2, 8, 8, 1), np.uint8)},
+        "empty": {"img": np.zeros((2, 0, 8, 3), np.uint8)},
+        "rank": {"img": img[0]},
+        "non-contiguous": {"img": img[:, :, ::2]},
+    }
+    for name, changes in bad.items():
+        with pytest.raises(ValueError):
+            call(**changes)
+            pytest.fail(name)
+    with pytest.raises(ValueError, match="dtype"):
+        call(img=img.astype(np.int16))

@@ -218,19 +218,22 @@ def motion_blur(img: Any, length: float, angle: float) -> Any:
 # ---- resize ----------------------------------------------------------------------------------
 
 
+def _resize_args(size: Any, interpolation: Any) -> tuple[int, int, int]:
+    """Validated (height, width, interpolation code) of a resize."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"resize: interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise TypeError(f"resize: size must be a (height, width) pair, got {size!r}")
+    return _check_int(size[0], "height", low=1), _check_int(size[1], "width", low=1), INTERPOLATIONS[interpolation]
+
+
 def resize(img: Any, size: tuple[int, int], interpolation: str = "bilinear") -> Any:
     """Resize to ``size`` = (height, width) with OpenCV's pixel conventions: ``"nearest"``
     (identical to ``cv2.INTER_NEAREST``), ``"bilinear"``, ``"bicubic"`` (a = -0.75, replicated
     borders) or ``"area"`` (cell averaging when shrinking), matching ``cv2.resize`` within one
     grey level. ``img``: (H, W, 3) or (B, H, W, 3), uint8 or float32 in [0, 1]; the result is
     (height, width, 3) or (B, height, width, 3), saturated to the input's range."""
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"resize: interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
-    if not isinstance(size, (tuple, list)) or len(size) != 2:
-        raise TypeError(f"resize: size must be a (height, width) pair, got {size!r}")
-    oh = _check_int(size[0], "height", low=1)
-    ow = _check_int(size[1], "width", low=1)
-    code = INTERPOLATIONS[interpolation]
+    oh, ow, code = _resize_args(size, interpolation)
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
         _cuda_fn("resize")(src.ptr, dst.ptr, *bhwc, _is_u8(src), oh, ow, code, src.stream)
