@@ -99,7 +99,8 @@ class Restorer(nn.Module):
 class QualityNet(nn.Module):
     """Quality classifier: sRGB (N, 3, H, W) in [0, 1] (any size >= 2**layers) -> logits (N, 3)
     over :data:`QUALITY_CLASSES`. CNN features (strided convs), global average pooling, then a
-    fully connected layer; softmax of the logits gives the class probabilities."""
+    fully connected layer; softmax of the logits gives the class probabilities. ``stride``: the
+    features' total downsampling (2**layers)."""
 
     def __init__(self, base: int = 16, layers: int = 4) -> None:
         super().__init__()
@@ -110,6 +111,7 @@ class QualityNet(nn.Module):
             mods += [nn.Conv2d(cin, cout, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(cout, cout, 3, 1, 1), nn.LeakyReLU(0.2)]
             cin = cout
         self.features = nn.Sequential(*mods)
+        self.stride = 2**layers
         self.fc = nn.Linear(cin, len(QUALITY_CLASSES))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
