@@ -98,9 +98,9 @@ class Restorer(nn.Module):
 
 class QualityNet(nn.Module):
     """Quality classifier: sRGB (N, 3, H, W) in [0, 1] (any size >= 2**layers) -> logits (N, 3)
-    over :data:`QUALITY_CLASSES`. CNN features (strided convs), global average pooling, then a
-    fully connected layer; softmax of the logits gives the class probabilities. ``stride``: the
-    features' total downsampling (2**layers)."""
+    over :data:`QUALITY_CLASSES`. CNN features (strided convs with batch normalisation), global
+    average pooling, then a fully connected layer; softmax of the logits gives the class
+    probabilities. ``stride``: the features' total downsampling (2**layers)."""
 
     def __init__(self, base: int = 16, layers: int = 4) -> None:
         super().__init__()
@@ -108,7 +108,8 @@ class QualityNet(nn.Module):
         cin = 3
         for i in range(layers):
             cout = base * min(2**i, 8)
-            mods += [nn.Conv2d(cin, cout, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(cout, cout, 3, 1, 1), nn.LeakyReLU(0.2)]
+            mods += [nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(),
+                     nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU()]
             cin = cout
         self.features = nn.Sequential(*mods)
         self.stride = 2**layers
