@@ -148,7 +148,8 @@ def test_training_resumes_exactly(tmp_path: Path) -> None:
 
 # ---- quality classifier --------------------------------------------------------------------
 def test_quality_scale_and_strength_mapping() -> None:
-    assert [quality_class(s) for s in (0, 29.9, 30, 59.9, 60, 100)] == ["poor", "poor", "medium", "medium", "good", "good"]
+    assert [quality_class(s) for s in (0, 29.9, 30, 59.9, 60, 100)] == \
+        ["poor", "poor", "medium", "medium", "good", "good"]
     assert [quality_class(quality_of_strength(t)) for t in (0.0, 0.4, 0.41, 0.7, 0.71, 1.0)] == \
         ["good", "good", "medium", "medium", "poor", "poor"]
     probs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.2, 0.3, 0.5]])
@@ -164,8 +165,8 @@ def test_stronger_degradation_loses_more_fidelity() -> None:
     from pyfill.degrade import Pipeline
 
     clean = torch.from_numpy(astronaut()[100:228, 150:278].astype(np.float32) / 255).permute(2, 0, 1)[None]
-    psnrs = [peak_signal_noise_ratio(clean[0].numpy(), degrade(Pipeline("seed", seed=3, **strength_overrides(t)), clean)[0].numpy(),
-                                     data_range=1.0) for t in (0.05, 0.4, 0.9)]
+    degraded = [degrade(Pipeline("seed", seed=3, **strength_overrides(t)), clean)[0] for t in (0.05, 0.4, 0.9)]
+    psnrs = [peak_signal_noise_ratio(clean[0].numpy(), d.numpy(), data_range=1.0) for d in degraded]
     assert psnrs[0] > psnrs[1] > psnrs[2]
 
 
@@ -245,8 +246,8 @@ def test_curation_command_writes_manifest_and_copies(tmp_path: Path) -> None:
     src = tmp_path / "in"
     _write(src / "a.png", np.zeros((64, 64, 3), np.uint8))
     _write(src / "b.png", np.zeros((16, 16, 3), np.uint8))
-    ckpt = save_checkpoint(build_model("quality", {"base": 4, "layers": 2}), make_manifest("quality", {"base": 4, "layers": 2}),
-                           tmp_path / "q" / "quality")
+    small = {"base": 4, "layers": 2}
+    ckpt = save_checkpoint(build_model("quality", small), make_manifest("quality", small), tmp_path / "q" / "quality")
     manifest = tmp_path / "m.json"
     assert CU.main([str(src), "--classifier", str(ckpt), "-o", str(manifest), "--min-size", "32",
                     "--threshold", "0", "--copy-to", str(tmp_path / "kept")]) == 0

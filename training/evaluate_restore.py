@@ -98,10 +98,12 @@ def load_uint8(name: str) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate restoration against the degraded input and a classical baseline.")
+    parser = argparse.ArgumentParser(
+        description="Evaluate restoration against the degraded input and a classical baseline.")
     parser.add_argument("--model", default="restore", help="a shipped model's name or a model file")
     parser.add_argument("--images", nargs="+", default=["coffee", "chelsea"],
-                        help=f"package image names ({', '.join(PACKAGE_IMAGES)}) or image files (held out from training)")
+                        help=f"package image names ({', '.join(PACKAGE_IMAGES)}) or image files "
+                             "(held out from training)")
     parser.add_argument("--seeds", type=int, default=4, help="degradation seeds per image and level (default 4)")
     parser.add_argument("--out", help="folder for the example PNGs")
     parser.add_argument("--json", help="also write the table as JSON to this file")

@@ -142,7 +142,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     began, step, recent = time.perf_counter(), start, []
     with H.progress(int(config["max_steps"]), start, ctx.main) as bar:
         while step < int(config["max_steps"]):
-            images, labels = source.batch(int(data["batch"]), int(data["crop"]), H.step_generator(int(config["seed"]), step, ctx.rank))
+            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
+            images, labels = source.batch(int(data["batch"]), int(data["crop"]), gen)
             logits = model(images.to(ctx.device))
             loss = F.cross_entropy(logits, labels.to(ctx.device))
             opt.zero_grad(set_to_none=True)

@@ -42,7 +42,8 @@ class RestoreGenerator(nn.Module):
         widths = [base * min(2**i, 8) for i in range(depth + 1)]
         self.stem = _block(3, widths[0])
         self.down = nn.ModuleList(
-            nn.Sequential(_block(widths[i], widths[i + 1], 2), _block(widths[i + 1], widths[i + 1])) for i in range(depth)
+            nn.Sequential(_block(widths[i], widths[i + 1], 2), _block(widths[i + 1], widths[i + 1]))
+            for i in range(depth)
         )
         self.up = nn.ModuleList(
             nn.Sequential(_block(widths[i + 1] + widths[i], widths[i]), _block(widths[i], widths[i]))
