@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Callable
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -79,40 +80,93 @@ def _progress(done: int, total: int, name: str) -> None:
     sys.stderr.flush()
 
 
-def _cmd_colorize(args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _open_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """The Engine for ``--model`` (a shipped model's name or a model file) on ``--backend``;
+    ``kwargs`` go to :class:`pyfill.Engine`."""
     from pyfill.engine import Engine
-    from pyfill.images import output_suffix, read_image, write_image
 
     model = Path(args.model)
-    engine = Engine(model, backend=args.backend) if model.suffix else Engine.from_pretrained(args.model, backend=args.backend)
-    jobs = _collect_inputs(args.inputs)
+    if model.suffix:
+        return Engine(model, backend=args.backend, **kwargs)
+    return Engine.from_pretrained(args.model, backend=args.backend, **kwargs)
+
+
+def _map_images(command: str, inputs: Sequence[str], output: str,
+                convert: Callable[[Any], tuple[Any, Any]]) -> tuple[list[tuple[str, str, Any]], list[str], int]:
+    """Run ``convert`` over every input image and write its results.
+
+    ``convert(array) -> (result array, extra)`` takes what :func:`pyfill.images.read_image`
+    decodes (uint8/uint16 (H, W), (H, W, 3) or (H, W, 4)). Outputs keep the inputs' relative
+    paths under ``output`` (a file name when there is one input image), with a suffix that can
+    hold the result. Unreadable or failing files are skipped and reported on stderr; a progress
+    bar runs on stderr. Returns ([(input, output, extra)], [failure lines], number of inputs).
+    """
+    from pyfill.images import output_suffix, read_image, write_image
+
+    jobs = _collect_inputs(inputs)
     if not jobs:
         raise ValueError("no input images found")
-    out = Path(args.output)
+    out = Path(output)
     single_file = len(jobs) == 1 and out.suffix != "" and not out.is_dir()
+    done: list[tuple[str, str, Any]] = []
     failed: list[str] = []
-    scores: list[tuple[str, str, float]] = []
     for i, (src, rel) in enumerate(jobs, 1):
         try:
-            arr = read_image(src)
-            alpha = arr[..., 3:] if arr.ndim == 3 and arr.shape[-1] == 4 else None
-            result = engine(arr[..., :3] if alpha is not None else arr)
-            fill = result["fill"] if alpha is None else np.concatenate([result["fill"], alpha], axis=-1)
-            target = out if single_file else (out / rel).with_suffix(output_suffix(rel.suffix, fill))
-            write_image(target, fill)
-            scores.append((str(src), str(target), float(np.asarray(result["realness"]).reshape(-1)[0])))
+            result, extra = convert(read_image(src))
+            target = out if single_file else (out / rel).with_suffix(output_suffix(rel.suffix, result))
+            write_image(target, result)
+            done.append((str(src), str(target), extra))
         except (ValueError, TypeError, OSError) as exc:
             failed.append(f"{src}: {exc}")
         _progress(i, len(jobs), src.name)
     for line in failed:
-        print(f"pyfill colorize: skipped {line}", file=sys.stderr)
+        print(f"pyfill {command}: skipped {line}", file=sys.stderr)
+    return done, failed, len(jobs)
+
+
+def _split_alpha(arr: Any) -> tuple[Any, Any]:
+    """(colour or gray part, alpha (H, W, 1) or None) of a decoded image."""
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        return arr[..., :3], arr[..., 3:]
+    return arr, None
+
+
+def _cmd_colorize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    engine = _open_engine(args)
+
+    def convert(arr: Any) -> tuple[Any, float]:
+        colour, alpha = _split_alpha(arr)
+        result = engine(colour)
+        fill = result["fill"] if alpha is None else np.concatenate([result["fill"], alpha], axis=-1)
+        return fill, float(np.asarray(result["realness"]).reshape(-1)[0])
+
+    done, failed, total = _map_images("colorize", args.inputs, args.output, convert)
     if args.scores:
         with open(args.scores, "w") as f:
             f.write("input,output,realness\n")
-            f.writelines(f"{a},{b},{r:.6f}\n" for a, b, r in scores)
-    print(f"colourised {len(scores)} of {len(jobs)} images -> {out}" + (f"; {len(failed)} skipped" if failed else ""))
+            f.writelines(f"{a},{b},{r:.6f}\n" for a, b, r in done)
+    print(f"colourised {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
+    return 1 if failed else 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    engine = _open_engine(args, tile=None if args.tile < 0 else args.tile)
+
+    def convert(arr: Any) -> tuple[Any, None]:
+        colour, alpha = _split_alpha(arr)
+        restored = engine(colour)
+        if colour.ndim == 2:  # a gray input stays gray: the mean of the restored channels
+            restored = np.rint(restored.astype(np.float64).mean(axis=-1)).astype(colour.dtype)
+        elif alpha is not None:
+            restored = np.concatenate([restored, alpha], axis=-1)
+        return restored, None
+
+    done, failed, total = _map_images("restore", args.inputs, args.output, convert)
+    print(f"restored {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
 
 
@@ -155,6 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     colorize.add_argument("--backend", default="auto", help="backend (default auto)")
     colorize.add_argument("--scores", help="write each fill's realness score (discriminator) to this CSV file")
     colorize.set_defaults(func=_cmd_colorize)
+
+    restore = sub.add_parser("restore", help="restore degraded images: deblur, denoise, de-JPEG (files and folders)")
+    restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    restore.add_argument("-o", "--output", required=True,
+                         help="output folder (folder structure kept); a file name when there is one input image")
+    restore.add_argument("--model", default="restore",
+                         help="a shipped model's name or a model file (default: the shipped 'restore')")
+    restore.add_argument("--backend", default="auto", help="backend (default auto)")
+    restore.add_argument("--tile", type=int, default=-1,
+                         help="tile size in pixels for large images (default: the model's advice; 0: never tile)")
+    restore.set_defaults(func=_cmd_restore)
     return parser
 
 

@@ -1,0 +1,169 @@
+"""Restoration (SPEC S3): a U-Net generator G with skip connections that maps a degraded sRGB
+image to a restored one of the same size, a PatchGAN discriminator D (real = clean image), and
+the quality classifier that curates training data (CNN features -> FC -> softmax over poor /
+medium / good).
+
+:class:`Restorer` bundles G and D; its ``forward`` runs G only, so the exported ONNX graph is one
+fully convolutional image -> image map that the Engine can tile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pyfill.engine.manifest import Manifest, TensorSpec
+from pyfill.models import Architecture, register
+
+QUALITY_CLASSES = ("poor", "medium", "good")
+#: The 0-100 quality scale: poor [0, 30), medium [30, 60), good [60, 100]; the score of a
+#: prediction is the probability-weighted mean of these class centres.
+QUALITY_CENTRES = (15.0, 45.0, 80.0)
+QUALITY_BOUNDS = (30.0, 60.0)
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
+
+
+class RestoreGenerator(nn.Module):
+    """U-Net G: sRGB (N, 3, H, W) float in [0, 1] -> restored sRGB (N, 3, H, W) in [0, 1].
+
+    Strided-conv encoder, nearest-upsampling decoder, a skip connection at every scale, and a
+    global residual: the network predicts a correction added to its input (clipped to [0, 1]);
+    the correction starts at zero. H and W must be multiples of 2**depth.
+    """
+
+    def __init__(self, base: int = 16, depth: int = 3) -> None:
+        super().__init__()
+        widths = [base * min(2**i, 8) for i in range(depth + 1)]
+        self.stem = _block(3, widths[0])
+        self.down = nn.ModuleList(
+            nn.Sequential(_block(widths[i], widths[i + 1], 2), _block(widths[i + 1], widths[i + 1]))
+            for i in range(depth)
+        )
+        self.up = nn.ModuleList(
+            nn.Sequential(_block(widths[i + 1] + widths[i], widths[i]), _block(widths[i], widths[i]))
+            for i in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], 3, 3, 1, 1)
+        # A zero correction at the start: an untrained G is the identity.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(image * 2.0 - 1.0)]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        h = skips.pop()
+        for block in self.up:
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skips.pop()], dim=1))
+        return (image + self.head(h)).clamp(0.0, 1.0)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN D: sRGB (N, 3, H, W) in [0, 1] -> "real" logits (N, 1, H / 2**layers,
+    W / 2**layers), one per overlapping patch (clean images are real; degraded and generated
+    ones are fake)."""
+
+    def __init__(self, base: int = 16, layers: int = 3) -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        cin = 3
+        for i in range(layers):
+            cout = base * min(2**i, 8)
+            mods += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
+            cin = cout
+        mods.append(nn.Conv2d(cin, 1, 3, 1, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image * 2.0 - 1.0)
+
+
+class Restorer(nn.Module):
+    """G and D together; ``forward(image)`` is G: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+
+    def __init__(self, base: int = 16, depth: int = 3, disc_base: int = 16, disc_layers: int = 3) -> None:
+        super().__init__()
+        self.generator = RestoreGenerator(base, depth)
+        self.discriminator = PatchDiscriminator(disc_base, disc_layers)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.generator(image)
+
+
+class QualityNet(nn.Module):
+    """Quality classifier: sRGB (N, 3, H, W) in [0, 1] (any size >= 2**layers) -> logits (N, 3)
+    over :data:`QUALITY_CLASSES`. CNN features (strided convs with batch normalisation), global
+    average pooling, then a fully connected layer; softmax of the logits gives the class
+    probabilities. ``stride``: the features' total downsampling (2**layers)."""
+
+    def __init__(self, base: int = 16, layers: int = 4) -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        cin = 3
+        for i in range(layers):
+            cout = base * min(2**i, 8)
+            mods += [nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout), nn.ReLU(),
+                     nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU()]
+            cin = cout
+        self.features = nn.Sequential(*mods)
+        self.stride = 2**layers
+        self.fc = nn.Linear(cin, len(QUALITY_CLASSES))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(image * 2.0 - 1.0).mean(dim=(2, 3)))
+
+
+def quality_score(probabilities: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, 3) (poor, medium, good) -> scores (N,) on the 0-100 scale: the
+    probability-weighted mean of :data:`QUALITY_CENTRES`."""
+    return probabilities @ torch.tensor(QUALITY_CENTRES, dtype=probabilities.dtype, device=probabilities.device)
+
+
+def quality_class(score: float) -> str:
+    """A 0-100 score -> ``poor`` (< 30), ``medium`` (< 60) or ``good``."""
+    if not 0.0 <= score <= 100.0:
+        raise ValueError(f"quality scores lie in [0, 100], got {score}")
+    return QUALITY_CLASSES[sum(score >= b for b in QUALITY_BOUNDS)]
+
+
+RESTORE_DEFAULTS: dict[str, Any] = {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3}
+QUALITY_DEFAULTS: dict[str, Any] = {"base": 16, "layers": 4}
+
+
+def _restore_manifest(config: dict[str, Any], task: str) -> Manifest:
+    m = 2 ** config["depth"]
+    return Manifest(
+        task="restore" if task == "image-to-image" else task,
+        family="restore",
+        config=config,
+        inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
+        outputs=[TensorSpec("restored", "image", 3, "rgb", (0.0, 1.0))],
+        size={"multiple_of": m, "min_size": m, "fixed": None},
+        tiling={"supported": True, "tile": 256, "overlap": 32},
+        fp16=True,
+    )
+
+
+def _quality_manifest(config: dict[str, Any], task: str) -> Manifest:
+    m = 2 ** config["layers"]
+    return Manifest(
+        task="quality" if task == "image-to-image" else task,
+        family="quality",
+        config=config,
+        inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
+        outputs=[TensorSpec("logits", "vector", 3, "none", (-1e4, 1e4), length=len(QUALITY_CLASSES))],
+        size={"multiple_of": m, "min_size": m, "fixed": None},
+        tiling={"supported": False, "tile": 512, "overlap": 32},
+        fp16=False,
+    )
+
+
+RESTORE_ARCH = register(Architecture("restore", lambda c: Restorer(**c), _restore_manifest, RESTORE_DEFAULTS))
+QUALITY_ARCH = register(Architecture("quality", lambda c: QualityNet(**c), _quality_manifest, QUALITY_DEFAULTS))

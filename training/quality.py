@@ -1,0 +1,210 @@
+"""The quality classifier for data curation (SPEC S3): ``python -m training.quality [--config FILE]
+[--set k=v]``.
+
+CNN features -> FC -> softmax over poor / medium / good, trained with cross-entropy on random
+crops. Two sources of labels (``data.mode``):
+
+``labelled``: ``data.labelled`` is a folder with one sub-folder per class (``poor``, ``medium``,
+  ``good``); each batch draws classes uniformly, then an image of that class.
+``self``: no manual labels. Clean images (``data.folders`` / ``data.package_images``) are degraded
+  at a random strength t in [0, 1] (:func:`training.restore_data.strength_overrides`); the label is
+  the class of the quality 100 (1 - t) on the 0-100 scale: poor below 30 (t > 0.7), medium from 30
+  to 60 (0.4 < t <= 0.7), good from 60 (t <= 0.4). A share ``data.clean_share`` of the crops is
+  left clean (quality 100, good).
+
+Writes ``quality.safetensors`` / ``quality.json`` (a ``quality`` family checkpoint), the
+resumable state, ``log.csv`` and ``losses.png`` to ``out``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pyfill.degrade import Pipeline
+from pyfill.export import load_checkpoint, save_checkpoint
+from pyfill.models import build_model, make_manifest
+from pyfill.models.restore import QUALITY_CLASSES, QualityNet, quality_class, quality_score
+from training import harness as H
+from training.data import ImageSet, shrink
+from training.restore_data import degrade, quality_of_strength, strength_overrides
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "device": "auto",
+    "threads": 0,
+    "out": "runs/quality",
+    "model": {"base": 16, "layers": 4},
+    "data": {"mode": "self", "labelled": "", "folders": [],
+             "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+                                "stereo_motorcycle"],
+             "max_side": 512, "crop": 128, "batch": 16, "clean_share": 0.2},
+    "lr": 1e-3,
+    "max_steps": 600,
+    "log_every": 1,
+    "checkpoint_every": 200,
+}
+
+
+def class_index(score: float) -> int:
+    """A 0-100 quality -> the index of its class in :data:`QUALITY_CLASSES`."""
+    return QUALITY_CLASSES.index(quality_class(score))
+
+
+class SelfLabelled:
+    """Batches of clean crops degraded at random strengths, labelled by :func:`quality_of_strength`."""
+
+    def __init__(self, images: ImageSet, clean_share: float) -> None:
+        if not 0.0 <= clean_share <= 1.0:
+            raise ValueError(f"data.clean_share must be in [0, 1], got {clean_share}")
+        self.images, self.clean_share = images, clean_share
+
+    def batch(self, n: int, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (images (n, 3, crop, crop) float32 in [0, 1], labels (n,) int64)."""
+        clean = self.images.random_crops(n, crop, gen)
+        out, labels = clean.clone(), torch.empty(n, dtype=torch.int64)
+        for i in range(n):
+            if float(torch.rand((), generator=gen)) < self.clean_share:
+                labels[i] = class_index(100.0)
+                continue
+            t = float(torch.rand((), generator=gen))
+            seed = int(torch.randint(2**62, (1,), generator=gen))
+            out[i] = degrade(Pipeline("seed", seed=seed, **strength_overrides(t)), clean[i : i + 1])[0]
+            labels[i] = class_index(quality_of_strength(t))
+        return out, labels
+
+
+class Labelled:
+    """Batches from a folder with one sub-folder per class (``poor``, ``medium``, ``good``)."""
+
+    def __init__(self, root: str | os.PathLike[str], max_side: int, crop: int) -> None:
+        root = Path(root)
+        missing = [c for c in QUALITY_CLASSES if not (root / c).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{root}: a labelled folder needs the sub-folders {list(QUALITY_CLASSES)}; "
+                                    f"missing {missing}")
+        self.sets = [ImageSet([root / c], (), max_side, crop) for c in QUALITY_CLASSES]
+        self.skipped = [s for image_set in self.sets for s in image_set.skipped]
+
+    def batch(self, n: int, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (images (n, 3, crop, crop) float32 in [0, 1], labels (n,) int64); classes drawn uniformly."""
+        labels = torch.randint(len(QUALITY_CLASSES), (n,), generator=gen)
+        images = torch.cat([self.sets[int(c)].random_crops(1, crop, gen) for c in labels])
+        return images, labels
+
+
+def make_source(config: dict[str, Any]) -> SelfLabelled | Labelled:
+    data = config["data"]
+    if data["mode"] == "labelled":
+        if not data["labelled"]:
+            raise ValueError("data.mode 'labelled' needs data.labelled: a folder with poor/medium/good sub-folders")
+        return Labelled(data["labelled"], int(data["max_side"]), int(data["crop"]))
+    if data["mode"] == "self":
+        images = ImageSet(data["folders"], data["package_images"], int(data["max_side"]), int(data["crop"]))
+        return SelfLabelled(images, float(data["clean_share"]))
+    raise ValueError(f"data.mode must be 'self' or 'labelled', got {data['mode']!r}")
+
+
+def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+    """Train the classifier; returns {"out", "steps", "seconds", "accuracy", "model"} (``accuracy``:
+    over the last 50 logged batches, measured before each step's update)."""
+    if int(config["threads"]) > 0:
+        torch.set_num_threads(int(config["threads"]))
+    ctx = H.init_distributed(config["device"])
+    try:
+        return _train(config, resume, ctx)
+    finally:
+        H.close_distributed(ctx)
+
+
+def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
+    out = Path(config["out"])
+    H.seed_everything(int(config["seed"]))
+    net = build_model("quality", config["model"]).to(ctx.device)
+    source = make_source(config)
+    model = ctx.wrap(net)
+    opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
+    start = 0
+    if resume and H.has_training_state(out):
+        start = int(H.load_training_state(out, {"model": net}, {"opt": opt})["step"])
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = H.CsvLog(out / "log.csv", ("loss", "accuracy"), resume_step=start) if ctx.main else None
+    data = config["data"]
+    began, step, recent = time.perf_counter(), start, []
+    with H.progress(int(config["max_steps"]), start, ctx.main) as bar:
+        while step < int(config["max_steps"]):
+            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
+            images, labels = source.batch(int(data["batch"]), int(data["crop"]), gen)
+            logits = model(images.to(ctx.device))
+            loss = F.cross_entropy(logits, labels.to(ctx.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            logs = {"loss": ctx.mean(loss.item()),
+                    "accuracy": ctx.mean(float((logits.argmax(1).cpu() == labels).float().mean()))}
+            recent = (recent + [logs["accuracy"]])[-50:]
+            if log is not None and step % int(config["log_every"]) == 0:
+                log.write(step, logs)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+            if ctx.main and step % int(config["checkpoint_every"]) == 0:
+                H.save_training_state(out, {"model": net}, {"opt": opt}, {"step": step, "config": config})
+    seconds = time.perf_counter() - began
+    if ctx.main:
+        H.save_training_state(out, {"model": net}, {"opt": opt}, {"step": step, "config": config})
+        save_checkpoint(net.cpu(), make_manifest("quality", config["model"]), out / "quality")
+        H.plot_losses(out / "log.csv", out / "losses.png", ("loss",))
+    return {"out": str(out), "steps": step, "seconds": seconds,
+            "accuracy": float(np.mean(recent)) if recent else float("nan"), "model": net}
+
+
+def load_classifier(path: str | os.PathLike[str]) -> QualityNet:
+    """A trained classifier from its checkpoint (``quality.safetensors`` with its ``.json``)."""
+    module, manifest = load_checkpoint(path)
+    if manifest.family != "quality":
+        raise ValueError(f"{path}: a '{manifest.family}' checkpoint, not a quality classifier")
+    return module
+
+
+def score_image(net: QualityNet, image: np.ndarray, max_side: int = 512) -> tuple[float, np.ndarray]:
+    """Quality of one image: float32 (H, W, 3) in [0, 1] -> (score on the 0-100 scale, class
+    probabilities (3,) for poor / medium / good). The image is shrunk (area filter) to at most
+    ``max_side`` like the training images and cropped to a multiple of the network's stride."""
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    img = shrink(image.astype(np.float32), max_side)
+    m = net.stride
+    h, w = (img.shape[0] // m) * m, (img.shape[1] // m) * m
+    if h == 0 or w == 0:
+        raise ValueError(f"image of {image.shape[0]} x {image.shape[1]} is too small to score")
+    x = torch.from_numpy(np.ascontiguousarray(img[:h, :w].transpose(2, 0, 1)))[None]
+    with torch.no_grad():
+        probs = torch.softmax(net.eval()(x), dim=1)
+    return float(quality_score(probs)[0]), probs[0].numpy()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = H.config_argparser("Train the quality classifier for restoration data curation (SPEC S3).")
+    args = parser.parse_args(argv)
+    config = H.load_config(DEFAULTS, args.config, args.overrides)
+    if args.out:
+        config["out"] = args.out
+    result = train(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {result['steps']} steps in {result['seconds']:.1f} s (recent batch accuracy "
+              f"{result['accuracy']:.2f}) -> {result['out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
