@@ -338,6 +338,9 @@ class Engine:
         for spec in self.manifest.inputs:
             label = f"{spec.name}[{index}]"
             value = item.get(spec.name)
+            if spec.derive and item.get(spec.derive["from"]) is None \
+                    and any(item.get(n) is not None for n in DERIVE_EXTRA_ARGS[spec.derive["op"]]):
+                raise TypeError(f"{list(DERIVE_EXTRA_ARGS[spec.derive['op']])} go with '{spec.derive['from']}'")
             if value is None and not (spec.derive and item.get(spec.derive["from"]) is not None):
                 if spec.optional:
                     tensors[spec.name] = None
@@ -365,8 +368,6 @@ class Engine:
                         raise TypeError(f"give '{spec.name}' or '{spec.derive['from']}', not both")
                     derived.append(spec)
                     continue
-                if spec.derive and any(item.get(n) is not None for n in DERIVE_EXTRA_ARGS[spec.derive["op"]]):
-                    raise TypeError(f"{DERIVE_EXTRA_ARGS[spec.derive['op']]} go with '{spec.derive['from']}'")
                 vec = value.detach().cpu().numpy() if P.is_torch(value) else np.asarray(value)
                 if vec.dtype.kind not in "fiu":
                     raise TypeError(f"{label}: expected a numeric vector, got dtype {vec.dtype}")
