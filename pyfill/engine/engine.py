@@ -19,10 +19,7 @@ from pyfill.engine.backends import (
     TensorRTBackend,
     TorchBackend,
 )
-from pyfill.engine.manifest import Manifest, ManifestError, TensorSpec, read_onnx_manifest
-
-# Call arguments a derive op takes besides its source image.
-DERIVE_EXTRA_ARGS: dict[str, tuple[str, ...]] = {"stroke_grid": ("occupancy",)}
+from pyfill.engine.manifest import DERIVE_EXTRA_ARGS, Manifest, ManifestError, TensorSpec, read_onnx_manifest
 
 BACKENDS = ("auto", "tensorrt", "torch", "openvino", "onnxruntime")
 CHECKPOINT_SUFFIXES = (".safetensors", ".json")

@@ -20,6 +20,8 @@ INPUT_KINDS = ("image", "labels", "vector")
 # the vector is pyfill.ops.stroke_grid_latent(stroke_grid(<from>, grid, occupancy)) of an RGB
 # stroke image passed as the call argument named by ``from``.
 DERIVE_OPS: dict[str, tuple[str, ...]] = {"stroke_grid": ("from", "grid")}
+# Call arguments each derive op takes besides its source (``occupancy``: the stroke pixels mask).
+DERIVE_EXTRA_ARGS: dict[str, tuple[str, ...]] = {"stroke_grid": ("occupancy",)}
 COLOUR_SPACES = ("rgb", "gray", "lab_l", "lab_ab", "none")
 
 

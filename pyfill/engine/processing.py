@@ -233,9 +233,6 @@ def derive_vector(spec: TensorSpec, source: Any, extra: dict[str, Any], size: tu
     [0, 1], or (H, W, 4) / PIL RGBA whose alpha marks the stroke pixels; ``extra["occupancy"]``
     an optional (H, W) mask. (H, W) must equal the spatial inputs' ``size``.
     """
-    op = spec.derive["op"]
-    if op != "stroke_grid":
-        raise ValueError(f"{name}: unknown derive op {op!r}")
     from pyfill.ops import stroke_grid, stroke_grid_latent
 
     occupancy = extra.get("occupancy")
@@ -256,7 +253,7 @@ def derive_vector(spec: TensorSpec, source: Any, extra: dict[str, Any], size: tu
     features = stroke_grid(source, occupancy, tuple(spec.derive["grid"]))
     vec = stroke_grid_latent(features).astype(np.float32)
     if vec.size != spec.length:
-        raise ValueError(f"{name}: the {op} of grid {spec.derive['grid']} gives {vec.size} values, "
+        raise ValueError(f"{name}: the stroke grid {spec.derive['grid']} gives {vec.size} values, "
                          f"the model takes {spec.length}")
     return vec
 
