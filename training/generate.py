@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "amp": True,
     "out": "runs/generate",
-    "model": {"base": 64, "size": 128, "hidden": 32, "min_width": 16},
+    "model": {"base": 64, "size": 128, "hidden": 32, "min_width": 16, "stroke_map": False},
     "disc": {"base": 32, "layers": 3, "scales": 2},
     "data": {"source": "landscapes", "folder": "", "count": 2000, "batch": 8, "drop": 0.75},
     "lr_g": 1e-4,
