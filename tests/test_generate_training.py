@@ -71,6 +71,16 @@ def test_inputs_keep_exactly_a_quarter_of_cells_with_their_mean_colours() -> Non
             np.testing.assert_allclose(cells[b, i, j, 1:5], [0, 0, 5 / 45, 4 / 36], atol=1e-6)
 
 
+def test_empty_latent_zeroes_only_the_chosen_samples() -> None:
+    images = np.random.default_rng(1).integers(1, 256, (3, 27, 27, 3), dtype=np.uint8)
+    labels = np.zeros((3, 27, 27), np.int64)
+    _, full, _ = G.make_inputs(images, labels, 8, 0.75, seed=5, device=torch.device("cpu"))
+    _, some, _ = G.make_inputs(images, labels, 8, 0.75, seed=5, device=torch.device("cpu"),
+                               empty=np.array([False, True, False]))
+    assert float(some[1].abs().sum()) == 0.0 and float(full[1].abs().sum()) > 0
+    assert torch.equal(some[0], full[0]) and torch.equal(some[2], full[2])
+
+
 # ---- data --------------------------------------------------------------------------------------
 def _write_folder(root: Path, n: int = 3, size: tuple[int, int] = (40, 60)) -> None:
     from PIL import Image

@@ -11,6 +11,9 @@ The multi-scale PatchGAN discriminator sees (labels, image). Per batch one D ste
   (L1 between D's intermediate features of fake and real, summed over layers, averaged over
   scales) + ``l1_weight`` x L1(fake, real) (0 = off; not part of SPEC S2, an option for short
   budgets);
+- ``data.empty_latent``: the probability that a sample's latent is all zeros instead (what the
+  Engine feeds for an empty stroke image), so that no strokes is a case the model has seen (0 =
+  SPEC S2's synthesis only);
 - Adam with betas (0, 0.999) and TTUR learning rates (``lr_d`` > ``lr_g``).
 """
 
@@ -42,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "out": "runs/generate",
     "model": {"base": 64, "size": 128, "hidden": 32, "min_width": 16, "stroke_map": False},
     "disc": {"base": 32, "layers": 3, "scales": 2},
-    "data": {"source": "landscapes", "folder": "", "count": 2000, "batch": 8, "drop": 0.75},
+    "data": {"source": "landscapes", "folder": "", "count": 2000, "batch": 8, "drop": 0.75, "empty_latent": 0.0},
     "lr_g": 1e-4,
     "lr_d": 4e-4,
     "fm_weight": 10.0,
@@ -80,11 +83,13 @@ def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
 
 
 def make_inputs(images: np.ndarray, labels: np.ndarray, classes: int, drop: float, seed: int,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                device: torch.device, empty: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """uint8 (B, H, W, 3) images and int64 (B, H, W) labels -> (one-hot labels (B, classes, H, W),
-    latent (B, 648) from ``stroke_grid_from_image(images, drop=drop, seed=seed)``, real RGB
-    (B, 3, H, W) in [-1, 1])."""
+    latent (B, 648) from ``stroke_grid_from_image(images, drop=drop, seed=seed)`` (all zeros for
+    the samples where the bool (B,) ``empty`` is set), real RGB (B, 3, H, W) in [-1, 1])."""
     latent = stroke_grid_latent(stroke_grid_from_image(images, grid=(9, 9), drop=drop, seed=seed))
+    if empty is not None:
+        latent[empty] = 0.0
     real = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     seg = one_hot(torch.from_numpy(labels), classes)
     return seg.to(device), torch.from_numpy(latent).to(device), real.to(device)
@@ -209,7 +214,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
             gen = H.step_generator(int(config["seed"]), step, ctx.rank)
             images, labels = data.batch(batch, gen)
             seed = int(torch.randint(2**62, (1,), generator=gen))
-            seg, latent, real = make_inputs(images, labels, classes, float(config["data"]["drop"]), seed, ctx.device)
+            empty = (torch.rand(batch, generator=gen) < float(config["data"]["empty_latent"])).numpy()
+            seg, latent, real = make_inputs(images, labels, classes, float(config["data"]["drop"]), seed, ctx.device, empty)
             with H.autocast(ctx, bool(config["amp"])):
                 logs = trainer.step(seg, latent, real)
             step += 1
