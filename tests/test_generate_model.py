@@ -107,3 +107,19 @@ def test_no_strokes_give_a_plausible_landscape(engine: Engine, seed: int) -> Non
     means = [image[labels == c].mean(axis=0) for c in np.unique(labels) if (labels == c).sum() > 30]
     spread = max(np.abs(m - n).max() for m in means for n in means)
     assert spread > 30
+
+
+def test_cli_generate_with_the_shipped_model(engine: Engine, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pyfill.cli import main
+    from training.landscapes import legend_image
+
+    labels = scene(SCENE_SEEDS[0])
+    strokes = sky_strokes(labels, ORANGE)
+    Image.fromarray(legend_image(labels)).save(tmp_path / "labels.png")
+    Image.fromarray(strokes).save(tmp_path / "strokes.png")
+    assert main(["generate", str(tmp_path / "labels.png"), "--strokes", str(tmp_path / "strokes.png"),
+                 "-o", str(tmp_path / "out.png"), "--backend", "onnxruntime"]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert np.array_equal(out, engine(labels=labels, strokes=strokes))

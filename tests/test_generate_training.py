@@ -193,6 +193,17 @@ def test_resume_continues_exactly_and_writes_a_checkpoint(tmp_path: Path) -> Non
     assert m.inputs[1].derive == {"op": "stroke_grid", "from": "strokes", "grid": [9, 9]}
 
 
+def test_training_on_a_folder_carries_its_legend_into_the_checkpoint(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "data", n=2)
+    result = G.train(tiny_config(tmp_path / "run", "data.source=folder", f"data.folder={tmp_path / 'data'}",
+                                 "max_steps=1", "sample_every=1"))
+    from pyfill.engine.manifest import Manifest
+
+    m = Manifest.load(tmp_path / "run" / "generate.json")
+    assert result["steps"] == 1 and m.config["classes"] == 3
+    assert m.inputs[0].class_names == ["sky", "ground", "water"] and m.inputs[0].palette[2] == [40, 90, 170]
+
+
 def test_unknown_data_source_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="data.source"):
         G.train(tiny_config(tmp_path, "data.source=nowhere"))
