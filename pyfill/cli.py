@@ -170,6 +170,26 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from pyfill.engine import Engine
+    from pyfill.images import read_image, write_image
+
+    model = Path(args.model)
+    engine = Engine(model, backend=args.backend) if model.suffix else Engine.from_pretrained(args.model, backend=args.backend)
+    labels = read_image(args.labels)
+    if labels.dtype != "uint8":
+        raise ValueError(f"{args.labels}: label images are 8-bit (class indices or legend colours)")
+    if labels.ndim == 3 and labels.shape[-1] == 4:
+        labels = labels[..., :3]
+    strokes = read_image(args.strokes) if args.strokes else None
+    if strokes is not None and strokes.dtype != "uint8":
+        raise ValueError(f"{args.strokes}: stroke images are 8-bit RGB or RGBA")
+    image = engine(labels=labels, strokes=strokes)
+    write_image(args.output, image)
+    print(f"generated {image.shape[1]} x {image.shape[0]} -> {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyfill import __version__
 
@@ -220,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--tile", type=int, default=-1,
                          help="tile size in pixels for large images (default: the model's advice; 0: never tile)")
     restore.set_defaults(func=_cmd_restore)
+
+    generate = sub.add_parser("generate", help="generate an image from a label map and colour strokes")
+    generate.add_argument("labels", metavar="LABELS", help="label map: 8-bit PNG of class indices, or a colour-coded "
+                          "image in the model's legend colours")
+    generate.add_argument("--strokes", metavar="STROKES", help="RGB colour strokes on black (or RGBA: alpha marks the "
+                          "strokes), the label map's size; default: no strokes")
+    generate.add_argument("-o", "--output", required=True, help="output image file")
+    generate.add_argument("--model", default="generate",
+                          help="a shipped model's name or a model file (default: the shipped 'generate')")
+    generate.add_argument("--backend", default="auto", help="backend (default auto)")
+    generate.set_defaults(func=_cmd_generate)
     return parser
 
 

@@ -337,7 +337,7 @@ def test_bad_conditions_raise_clear_errors(spade_files) -> None:
     with pytest.raises(ValueError, match="missing input 'labels'"):
         engine(latent=np.zeros(648))
     with pytest.raises(TypeError, match="unknown inputs"):
-        engine(labels, strokes=np.zeros((32, 32, 3)))
+        engine(labels, brush=np.zeros((32, 32, 3)))  # (strokes is accepted: the latent derives from it)
     with pytest.raises(ValueError, match="class indices"):
         engine(labels + 9)
     with pytest.raises(ValueError, match="length 648"):

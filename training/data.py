@@ -1,5 +1,6 @@
 """Training images: the user's folders (recursive) and the images installed packages ship
-(scikit-image's ``skimage.data``); random crops for batches. No downloads."""
+(scikit-image's ``skimage.data``); random crops for batches; images with label maps (a user's
+segmentation folder or the procedural landscapes). No downloads."""
 
 from __future__ import annotations
 
@@ -137,3 +138,134 @@ class ImageSet:
             crop = torch.from_numpy(np.ascontiguousarray(img[y : y + size, x : x + size])).permute(2, 0, 1)
             out[i] = crop.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else crop
         return out
+
+
+# ---- label maps (SPEC S2) ----------------------------------------------------------------------
+LABEL_LIST_FILE = "labels.txt"
+
+
+def read_label_list(path: str | os.PathLike[str]) -> tuple[list[str], list[tuple[int, int, int]] | None]:
+    """A label list file: one class per line in index order, ``name`` or ``name R G B`` (legend
+    colour, 0..255). Blank lines and ``#`` comments are skipped. Returns (names, colours or None
+    when no line gives a colour); colours must be given on every line or on none."""
+    names: list[str] = []
+    colours: list[tuple[int, int, int] | None] = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) not in (1, 4):
+            raise ValueError(f"{path}:{number}: expected 'name' or 'name R G B', got {line!r}")
+        names.append(parts[0])
+        if len(parts) == 4:
+            try:
+                rgb = tuple(int(v) for v in parts[1:])
+            except ValueError:
+                raise ValueError(f"{path}:{number}: colour values must be integers, got {parts[1:]}") from None
+            if not all(0 <= v <= 255 for v in rgb):
+                raise ValueError(f"{path}:{number}: colour values must lie in 0..255, got {rgb}")
+            colours.append(rgb)  # type: ignore[arg-type]
+        else:
+            colours.append(None)
+    if not names:
+        raise ValueError(f"{path}: no labels listed")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: label names must be unique")
+    given = [c for c in colours if c is not None]
+    if given and len(given) != len(names):
+        raise ValueError(f"{path}: give a colour on every line or on none")
+    return names, (given or None)  # type: ignore[return-value]
+
+
+def _square_resize(arr: np.ndarray, size: int, nearest: bool) -> np.ndarray:
+    """Centre-crop to a square, then resize to ``size`` x ``size`` (nearest for label maps,
+    area/bicubic for images)."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    side = min(h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    crop = np.ascontiguousarray(arr[y : y + side, x : x + side])
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
+    if side > size and not nearest:
+        resample = Image.Resampling.BOX
+    return np.asarray(Image.fromarray(crop).resize((size, size), resample))
+
+
+class LabelledImageSet:
+    """Images with label maps held in memory: uint8 ``images`` (N, size, size, 3) and uint8
+    ``labels`` (N, size, size) of class indices into ``names``.
+
+    Use :meth:`from_folder` for a user's segmentation data set or :meth:`from_landscapes` for
+    the procedural landscapes.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                 colours: Sequence[tuple[int, int, int]] | None = None) -> None:
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if labels.shape != images.shape[:3] or labels.dtype != np.uint8:
+            raise ValueError(f"labels must be uint8 {images.shape[:3]}, got {labels.dtype} {labels.shape}")
+        if len(images) == 0:
+            raise ValueError("no training images")
+        if int(labels.max()) >= len(names):
+            raise ValueError(f"class index {int(labels.max())} out of range for {len(names)} labels")
+        self.images, self.labels = images, labels
+        self.names = list(names)
+        self.colours = [tuple(int(v) for v in c) for c in colours] if colours is not None else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike[str], size: int) -> LabelledImageSet:
+        """``folder/images/<stem>.<ext>`` photos, ``folder/labels/<stem>.png`` label maps (8-bit
+        gray or palette PNGs whose pixel values are class indices) and ``folder/labels.txt``
+        (:func:`read_label_list`). Every image needs a label map of the same size; all are
+        centre-cropped to a square and resized to ``size``."""
+        from PIL import Image
+
+        folder = Path(folder)
+        names, colours = read_label_list(folder / LABEL_LIST_FILE)
+        label_files = {p.stem: p for p in sorted((folder / "labels").glob("*.png"))}
+        images, labels = [], []
+        for path in list_images(folder / "images"):
+            if path.stem not in label_files:
+                raise ValueError(f"{path}: no label map {folder / 'labels' / (path.stem + '.png')}")
+            with Image.open(label_files[path.stem]) as im:
+                if im.mode not in ("L", "P"):
+                    raise ValueError(f"{label_files[path.stem]}: label maps are 8-bit gray or palette PNGs of class "
+                                     f"indices, got mode {im.mode}")
+                index = np.asarray(im).copy()
+            rgb = np.rint(load_image_file(path) * 255).astype(np.uint8)
+            if index.shape != rgb.shape[:2]:
+                raise ValueError(f"{label_files[path.stem]}: size {index.shape} differs from its image's {rgb.shape[:2]}")
+            if int(index.max()) >= len(names):
+                raise ValueError(f"{label_files[path.stem]}: class index {int(index.max())} but only "
+                                 f"{len(names)} labels in {LABEL_LIST_FILE}")
+            images.append(_square_resize(rgb, size, nearest=False))
+            labels.append(_square_resize(index, size, nearest=True))
+        if not images:
+            raise ValueError(f"no images under {folder / 'images'}")
+        return cls(np.stack(images), np.stack(labels), names, colours)
+
+    @classmethod
+    def from_landscapes(cls, count: int, size: int, seed: int = 0) -> LabelledImageSet:
+        """``count`` procedural landscapes (seeds ``seed`` .. ``seed + count - 1``) of ``size`` x
+        ``size`` pixels."""
+        from training.landscapes import LABELS, render_landscape
+
+        scenes = [render_landscape(size, size, seed + i) for i in range(count)]
+        return cls(np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes]),
+                   [n for n, _ in LABELS], [c for _, c in LABELS])
+
+    def batch(self, batch: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``batch`` random samples, each flipped horizontally with probability 1/2 ->
+        (uint8 images (B, H, W, 3), int64 labels (B, H, W)). Deterministic for ``generator``."""
+        idx = torch.randint(len(self), (batch,), generator=generator).numpy()
+        flip = (torch.rand(batch, generator=generator) < 0.5).numpy()
+        images, labels = self.images[idx].copy(), self.labels[idx].astype(np.int64)
+        images[flip] = images[flip, :, ::-1]
+        labels[flip] = labels[flip, :, ::-1]
+        return images, labels

@@ -87,10 +87,13 @@ def _ridge(w: int, rng: np.random.Generator, octaves: int = 6) -> np.ndarray:
 
 
 def _mix(colour: tuple[int, int, int], shade: np.ndarray) -> np.ndarray:
+    """A colour times a (h, w) shade -> float32 (h, w, 3)."""
     return np.asarray(colour, np.float32)[None, None, :] * shade[..., None]
 
 
 def sample_params(rng: np.random.Generator) -> SceneParams:
+    """The scene's palette and layout choices: the first draws :func:`render_landscape` makes
+    from ``np.random.default_rng(seed)``."""
     return SceneParams(
         sky=str(rng.choice(list(_SKIES))),
         grass=int(rng.integers(len(_GRASS))),

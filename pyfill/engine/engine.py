@@ -19,7 +19,7 @@ from pyfill.engine.backends import (
     TensorRTBackend,
     TorchBackend,
 )
-from pyfill.engine.manifest import Manifest, ManifestError, TensorSpec, read_onnx_manifest
+from pyfill.engine.manifest import DERIVE_EXTRA_ARGS, Manifest, ManifestError, TensorSpec, read_onnx_manifest
 
 BACKENDS = ("auto", "tensorrt", "torch", "openvino", "onnxruntime")
 CHECKPOINT_SUFFIXES = (".safetensors", ".json")
@@ -273,6 +273,17 @@ class Engine:
         d = self.backend.describe()
         return f"Engine({self.path.name!r}, backend={d['backend']!r}, device={d['device']!r}, precision={d['precision']!r})"
 
+    @property
+    def input_names(self) -> list[str]:
+        """The call's keyword arguments: the model's inputs, then the arguments their declared
+        pre-processing steps take instead (e.g. ``strokes`` and ``occupancy`` for a latent derived
+        by ``stroke_grid``)."""
+        names = [s.name for s in self.manifest.inputs]
+        for spec in self.manifest.inputs:
+            if spec.derive:
+                names += [n for n in (spec.derive["from"], *DERIVE_EXTRA_ARGS[spec.derive["op"]]) if n not in names]
+        return names
+
     # ---- running ---------------------------------------------------------------------------
     def __call__(self, image: Any = None, /, **inputs: Any) -> Any:
         primary = self.manifest.primary_input
@@ -280,9 +291,10 @@ class Engine:
             if primary.name in inputs:
                 raise TypeError(f"input '{primary.name}' given both positionally and by name")
             inputs[primary.name] = image
-        unknown = sorted(set(inputs) - {s.name for s in self.manifest.inputs})
+        accepted = self.input_names
+        unknown = sorted(set(inputs) - set(accepted))
         if unknown:
-            raise TypeError(f"unknown inputs {unknown}; this model takes {[s.name for s in self.manifest.inputs]}")
+            raise TypeError(f"unknown inputs {unknown}; this model takes {accepted}")
         batched = isinstance(inputs.get(primary.name), (list, tuple))
         if not batched:
             return self._run_items([inputs])[0]
@@ -319,10 +331,14 @@ class Engine:
         tensors: dict[str, Any] = {}
         kind = None
         size = None
+        derived: list[TensorSpec] = []
         for spec in self.manifest.inputs:
             label = f"{spec.name}[{index}]"
             value = item.get(spec.name)
-            if value is None:
+            if spec.derive and item.get(spec.derive["from"]) is None \
+                    and any(item.get(n) is not None for n in DERIVE_EXTRA_ARGS[spec.derive["op"]]):
+                raise TypeError(f"{list(DERIVE_EXTRA_ARGS[spec.derive['op']])} go with '{spec.derive['from']}'")
+            if value is None and not (spec.derive and item.get(spec.derive["from"]) is not None):
                 if spec.optional:
                     tensors[spec.name] = None
                     continue
@@ -343,6 +359,12 @@ class Engine:
                 tensors[spec.name] = idx
                 hw = idx.shape
             else:
+                source = item.get(spec.derive["from"]) if spec.derive else None
+                if source is not None:
+                    if value is not None:
+                        raise TypeError(f"give '{spec.name}' or '{spec.derive['from']}', not both")
+                    derived.append(spec)
+                    continue
                 vec = value.detach().cpu().numpy() if P.is_torch(value) else np.asarray(value)
                 if vec.dtype.kind not in "fiu":
                     raise TypeError(f"{label}: expected a numeric vector, got dtype {vec.dtype}")
@@ -356,6 +378,10 @@ class Engine:
             if size is not None and hw != size:
                 raise ValueError(f"{label}: spatial size {hw} differs from the other inputs' {size}")
             size = hw
+        for spec in derived:
+            extra = {n: item.get(n) for n in DERIVE_EXTRA_ARGS[spec.derive["op"]]}
+            tensors[spec.name] = P.derive_vector(spec, item[spec.derive["from"]], extra, size,
+                                                 f"{spec.derive['from']}[{index}]")
         if kind is None:
             kind = P.ImageKind("numpy", "uint8", "HWC")
         return {"tensors": tensors, "kind": kind, "size": size, "key": (size, kind.device)}

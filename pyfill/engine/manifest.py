@@ -16,6 +16,12 @@ FORMAT_VERSION = 1
 ONNX_METADATA_KEY = "pyfill.manifest"
 
 INPUT_KINDS = ("image", "labels", "vector")
+# Pre-processing steps a vector input may declare, with the keys each needs. ``stroke_grid``:
+# the vector is pyfill.ops.stroke_grid_latent(stroke_grid(<from>, grid, occupancy)) of an RGB
+# stroke image passed as the call argument named by ``from``.
+DERIVE_OPS: dict[str, tuple[str, ...]] = {"stroke_grid": ("from", "grid")}
+# Call arguments each derive op takes besides its source (``occupancy``: the stroke pixels mask).
+DERIVE_EXTRA_ARGS: dict[str, tuple[str, ...]] = {"stroke_grid": ("occupancy",)}
 COLOUR_SPACES = ("rgb", "gray", "lab_l", "lab_ab", "none")
 
 
@@ -29,6 +35,12 @@ class TensorSpec:
 
     kind: ``image`` (N, C, H, W float, spatial), ``labels`` (an (H, W) index map fed as an
     (N, classes, H, W) one-hot tensor), or ``vector`` (N, D float, not spatial).
+
+    Labels may name their classes (``class_names``) and give each a legend colour (``palette``,
+    [r, g, b] in 0..255 per class), so that a colour-coded label image can stand in for the
+    index map. A vector may declare ``derive``: a pre-processing step the Engine runs to compute
+    it from another call argument, e.g. ``{"op": "stroke_grid", "from": "strokes", "grid": [9, 9]}``
+    (see :data:`DERIVE_OPS`).
     """
 
     name: str
@@ -39,6 +51,9 @@ class TensorSpec:
     classes: int = 0  # labels only
     length: int = 0  # vector only
     optional: bool = False  # a missing optional input is fed as zeros
+    class_names: list[str] = field(default_factory=list)  # labels only
+    palette: list[list[int]] = field(default_factory=list)  # labels only
+    derive: dict[str, Any] = field(default_factory=dict)  # vector only
 
     def __post_init__(self) -> None:
         self.value_range = (float(self.value_range[0]), float(self.value_range[1]))
@@ -50,6 +65,21 @@ class TensorSpec:
             raise ManifestError(f"tensor '{self.name}': a labels input needs classes >= 1")
         if self.kind == "vector" and self.length < 1:
             raise ManifestError(f"tensor '{self.name}': a vector input needs length >= 1")
+        for key in ("class_names", "palette"):
+            value = getattr(self, key)
+            if value and (self.kind != "labels" or len(value) != self.classes):
+                raise ManifestError(f"tensor '{self.name}': {key} belongs to a labels input and lists one entry per class")
+        if len({tuple(c) for c in self.palette}) != len(self.palette):
+            raise ManifestError(f"tensor '{self.name}': palette colours must be distinct")
+        if self.derive:
+            if self.kind != "vector":
+                raise ManifestError(f"tensor '{self.name}': only vector inputs can be derived")
+            op = self.derive.get("op")
+            if op not in DERIVE_OPS:
+                raise ManifestError(f"tensor '{self.name}': unknown derive op {op!r}; known: {sorted(DERIVE_OPS)}")
+            missing = sorted(set(DERIVE_OPS[op]) - set(self.derive))
+            if missing:
+                raise ManifestError(f"tensor '{self.name}': derive op {op!r} needs {missing}")
 
     @property
     def spatial(self) -> bool:

@@ -174,15 +174,23 @@ def float_to_output(x: Any, kind: ImageKind) -> Any:
 
 
 def labels_to_index(labels: Any, spec: TensorSpec, name: str) -> np.ndarray:
-    """Validate an (H, W) integer label map (NumPy, PIL mode L/P, or torch) -> int64 array."""
+    """Validate a label map -> int64 (H, W) class indices.
+
+    Accepts an (H, W) integer index map (NumPy, PIL mode L/P, or torch), or, when the manifest
+    gives the labels a legend (``spec.palette``), a colour-coded uint8 (H, W, 3) / (H, W, 4)
+    label image (NumPy or PIL RGB/RGBA; alpha ignored) whose every pixel is a legend colour.
+    """
     if is_pil(labels):
-        labels = np.asarray(labels)
+        labels = np.asarray(labels.convert("RGB") if labels.mode not in ("L", "P") else labels)
     elif is_torch(labels):
         labels = labels.detach().cpu().numpy()
     if not isinstance(labels, np.ndarray):
         raise TypeError(f"{name}: expected an (H, W) integer label map, got {type(labels).__name__}")
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4):
+        return colours_to_index(labels[..., :3], spec, name)
     if labels.ndim != 2:
-        raise ValueError(f"{name}: expected an (H, W) label map of class indices, got shape {labels.shape}")
+        raise ValueError(f"{name}: expected an (H, W) label map of class indices or an (H, W, 3) colour-coded "
+                         f"label image, got shape {labels.shape}")
     if labels.size == 0:
         raise ValueError(f"{name}: empty label map")
     if not np.issubdtype(labels.dtype, np.integer):
@@ -191,6 +199,63 @@ def labels_to_index(labels: Any, spec: TensorSpec, name: str) -> np.ndarray:
     if lo < 0 or hi >= spec.classes:
         raise ValueError(f"{name}: class indices must be in [0, {spec.classes - 1}], got [{lo}, {hi}]")
     return labels.astype(np.int64)
+
+
+def colours_to_index(image: np.ndarray, spec: TensorSpec, name: str) -> np.ndarray:
+    """uint8 (H, W, 3) colour-coded label image -> int64 (H, W) indices by exact match with the
+    legend colours ``spec.palette``; any other colour raises ValueError."""
+    if not spec.palette:
+        raise ValueError(f"{name}: this model's labels have no legend colours; pass an (H, W) index map")
+    if image.dtype != np.uint8:
+        raise TypeError(f"{name}: colour-coded label images must be uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{name}: empty label image")
+    code = (image[..., 0].astype(np.int64) << 16) | (image[..., 1].astype(np.int64) << 8) | image[..., 2]
+    legend = np.asarray([(r << 16) | (g << 8) | b for r, g, b in spec.palette], np.int64)
+    order = np.argsort(legend)
+    pos = np.clip(np.searchsorted(legend[order], code), 0, len(legend) - 1)
+    index = order[pos]
+    unknown = legend[index] != code
+    if unknown.any():
+        y, x = np.argwhere(unknown)[0]
+        names = spec.class_names or [str(i) for i in range(spec.classes)]
+        legend_text = ", ".join(f"{n}={tuple(c)}" for n, c in zip(names, spec.palette))
+        raise ValueError(f"{name}: {int(unknown.sum())} pixels have colours outside the legend, e.g. "
+                         f"{tuple(int(v) for v in image[y, x])} at (row {y}, column {x}); legend: {legend_text}")
+    return index.astype(np.int64)
+
+
+def derive_vector(spec: TensorSpec, source: Any, extra: dict[str, Any], size: tuple[int, int] | None,
+                  name: str) -> np.ndarray:
+    """Run the pre-processing step a vector input declares (``spec.derive``) -> float32 (D,).
+
+    ``stroke_grid``: ``source`` is an RGB stroke image on black, NumPy (H, W, 3) uint8 or float in
+    [0, 1], or (H, W, 4) / PIL RGBA whose alpha marks the stroke pixels; ``extra["occupancy"]``
+    an optional (H, W) mask. (H, W) must equal the spatial inputs' ``size``.
+    """
+    from pyfill.ops import stroke_grid, stroke_grid_latent
+
+    occupancy = extra.get("occupancy")
+    if is_pil(source):
+        source = np.asarray(source.convert("RGBA" if "A" in source.getbands() else "RGB"))
+    elif is_torch(source):
+        raise TypeError(f"{name}: pass the stroke image as a NumPy (H, W, 3) array or a PIL image")
+    if not isinstance(source, np.ndarray):
+        raise TypeError(f"{name}: expected an (H, W, 3) RGB stroke image, got {type(source).__name__}")
+    if source.ndim != 3 or source.shape[-1] not in (3, 4):
+        raise ValueError(f"{name}: expected an (H, W, 3) RGB stroke image (or RGBA), got shape {source.shape}")
+    if size is not None and tuple(source.shape[:2]) != tuple(size):
+        raise ValueError(f"{name}: stroke image size {tuple(source.shape[:2])} differs from the labels' {tuple(size)}")
+    if source.shape[-1] == 4:
+        if occupancy is None:
+            occupancy = source[..., 3] > 0
+        source = source[..., :3]
+    features = stroke_grid(source, occupancy, tuple(spec.derive["grid"]))
+    vec = stroke_grid_latent(features).astype(np.float32)
+    if vec.size != spec.length:
+        raise ValueError(f"{name}: the stroke grid {spec.derive['grid']} gives {vec.size} values, "
+                         f"the model takes {spec.length}")
+    return vec
 
 
 def one_hot(index: np.ndarray, classes: int) -> np.ndarray:

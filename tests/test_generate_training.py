@@ -1,0 +1,230 @@
+"""Drawing-board generation training (SPEC S2): data, losses, steps, checkpoints and resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # after site-packages: the installed pyfill stays first
+
+from training import generate as G  # noqa: E402
+from training import harness as H  # noqa: E402
+from training.data import LabelledImageSet, read_label_list  # noqa: E402
+
+TINY = ["device=cpu", "amp=false", "max_steps=4", "checkpoint_every=2", "sample_every=2",
+        "model.base=8", "model.size=32", "model.hidden=8", "model.min_width=8",
+        "disc.base=4", "disc.layers=2", "disc.scales=2", "data.count=6", "data.batch=2"]
+
+
+def tiny_config(out: Path, *extra: str) -> dict:
+    cfg = H.load_config(G.DEFAULTS, None, [*TINY, *extra])
+    cfg["out"] = str(out)
+    return cfg
+
+
+def params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- losses ------------------------------------------------------------------------------------
+def test_hinge_losses_by_hand() -> None:
+    real = [torch.tensor([2.0, 0.5]), torch.tensor([0.0])]
+    fake = [torch.tensor([-2.0, 0.0]), torch.tensor([1.0])]
+    # scale 0: relu(1-2)=0, relu(0.5)=.5 -> .25; relu(1-2)=0, relu(1)=1 -> .5; sum .75
+    # scale 1: relu(1)=1; relu(2)=2; sum 3. Mean over scales: 1.875.
+    assert float(G.hinge_d(real, fake)) == pytest.approx(1.875)
+    assert float(G.hinge_g(fake)) == pytest.approx((1.0 + -1.0) / 2)
+
+
+def test_feature_matching_skips_logits_and_averages_scales() -> None:
+    a = [[torch.zeros(2), torch.ones(2), torch.full((1,), 9.0)], [torch.zeros(3), torch.full((1,), 5.0)]]
+    b = [[torch.ones(2), torch.ones(2) * 3, torch.zeros(1)], [torch.full((3,), 0.5), torch.zeros(1)]]
+    assert float(G.feature_matching(a, b)) == pytest.approx(((1 + 2) + 0.5) / 2)
+
+
+def test_inputs_keep_exactly_a_quarter_of_cells_with_their_mean_colours() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 36, 45, 3), dtype=np.uint8)
+    labels = rng.integers(0, 8, (2, 36, 45))
+    seg, latent, real = G.make_inputs(images, labels, 8, 0.75, seed=3, device=torch.device("cpu"))
+    assert seg.shape == (2, 8, 36, 45) and torch.equal(seg.argmax(1), torch.from_numpy(labels))
+    assert latent.shape == (2, 648) and real.shape == (2, 3, 36, 45)
+    assert float(real.min()) >= -1 and float(real.max()) <= 1
+    cells = latent.numpy().reshape(2, 9, 9, 8)
+    for b in range(2):
+        kept = np.argwhere(cells[b, :, :, 0] == 1)
+        assert len(kept) == round(0.25 * 81) and (cells[b][cells[b, :, :, 0] == 0] == 0).all()
+        for i, j in kept:
+            block = images[b, i * 4:(i + 1) * 4, j * 5:(j + 1) * 5].reshape(-1, 3) / 255.0
+            np.testing.assert_allclose(cells[b, i, j, 5:], block.mean(0), atol=1e-5)
+            np.testing.assert_allclose(cells[b, i, j, 1:5], [0, 0, 5 / 45, 4 / 36], atol=1e-6)
+
+
+def test_empty_latent_zeroes_only_the_chosen_samples() -> None:
+    images = np.random.default_rng(1).integers(1, 256, (3, 27, 27, 3), dtype=np.uint8)
+    labels = np.zeros((3, 27, 27), np.int64)
+    _, full, _ = G.make_inputs(images, labels, 8, 0.75, seed=5, device=torch.device("cpu"))
+    _, some, _ = G.make_inputs(images, labels, 8, 0.75, seed=5, device=torch.device("cpu"),
+                               empty=np.array([False, True, False]))
+    assert float(some[1].abs().sum()) == 0.0 and float(full[1].abs().sum()) > 0
+    assert torch.equal(some[0], full[0]) and torch.equal(some[2], full[2])
+
+
+# ---- data --------------------------------------------------------------------------------------
+def _write_folder(root: Path, n: int = 3, size: tuple[int, int] = (40, 60)) -> None:
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "labels.txt").write_text("# classes\nsky 110 170 240\nground 100 200 80\n\nwater 40 90 170\n")
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.jpg")
+        index = np.zeros(size, np.uint8)
+        index[size[0] // 2:] = 1
+        index[-5:, 25:35] = 2
+        Image.fromarray(index).save(root / "labels" / f"im{i}.png")
+
+
+def test_folder_loader_reads_images_label_maps_and_label_list(tmp_path: Path) -> None:
+    _write_folder(tmp_path)
+    ds = LabelledImageSet.from_folder(tmp_path, 32)
+    assert len(ds) == 3 and ds.names == ["sky", "ground", "water"]
+    assert ds.colours == [(110, 170, 240), (100, 200, 80), (40, 90, 170)]
+    assert ds.images.shape == (3, 32, 32, 3) and ds.labels.shape == (3, 32, 32)
+    # centre crop 40 x 40 of the 40 x 60 map, nearest resize: top half sky, bottom ground, water corner
+    assert (ds.labels[0, :16] == 0).all() and (ds.labels[0, 16:28] == 1).all()
+    assert set(np.unique(ds.labels[0])) == {0, 1, 2}
+    images, labels = ds.batch(5, torch.Generator().manual_seed(0))
+    again = ds.batch(5, torch.Generator().manual_seed(0))
+    assert images.shape == (5, 32, 32, 3) and labels.dtype == np.int64
+    assert np.array_equal(images, again[0]) and np.array_equal(labels, again[1])
+
+
+def test_folder_loader_errors(tmp_path: Path) -> None:
+    from PIL import Image
+
+    _write_folder(tmp_path)
+    Image.fromarray(np.full((40, 60), 3, np.uint8)).save(tmp_path / "labels" / "im1.png")
+    with pytest.raises(ValueError, match="class index 3 but only 3 labels"):
+        LabelledImageSet.from_folder(tmp_path, 32)
+    Image.fromarray(np.zeros((20, 60), np.uint8)).save(tmp_path / "labels" / "im1.png")
+    with pytest.raises(ValueError, match="differs from its image"):
+        LabelledImageSet.from_folder(tmp_path, 32)
+    (tmp_path / "labels" / "im1.png").unlink()
+    with pytest.raises(ValueError, match="no label map"):
+        LabelledImageSet.from_folder(tmp_path, 32)
+
+
+@pytest.mark.parametrize("text,match", [("a\nb 1 2\n", "name R G B"), ("a 1 2 3\nb\n", "every line"),
+                                        ("a 1 2 300\n", "0..255"), ("a\na\n", "unique"), ("# none\n", "no labels")])
+def test_label_list_errors(tmp_path: Path, text: str, match: str) -> None:
+    (tmp_path / "l.txt").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_label_list(tmp_path / "l.txt")
+    (tmp_path / "ok.txt").write_text("a\nb\n")
+    assert read_label_list(tmp_path / "ok.txt") == (["a", "b"], None)
+
+
+def test_landscape_set_is_seeded() -> None:
+    a = LabelledImageSet.from_landscapes(3, 32, seed=7)
+    b = LabelledImageSet.from_landscapes(3, 32, seed=7)
+    assert np.array_equal(a.images, b.images) and a.names[0] == "sky" and len(a.colours) == 8
+    assert not np.array_equal(a.images[0], a.images[1])
+
+
+# ---- steps, checkpoints, resume ----------------------------------------------------------------
+def test_steps_train_both_networks_with_finite_losses(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    torch.manual_seed(0)
+    t = G.Trainer(cfg, 8, H.DistContext())
+    assert t.opt_g.defaults["betas"] == (0.0, 0.999) and t.opt_d.defaults["lr"] > t.opt_g.defaults["lr"]
+    g0, d0 = params(t.generator), params(t.discriminator)
+    data = LabelledImageSet.from_landscapes(4, 32)
+    for step in range(3):
+        images, labels = data.batch(2, torch.Generator().manual_seed(step))
+        logs = t.step(*G.make_inputs(images, labels, 8, 0.75, step, torch.device("cpu")))
+        assert all(np.isfinite(v) for v in logs.values()) and set(logs) == set(G.LOSS_FIELDS)
+    assert not same(params(t.generator), g0) and not same(params(t.discriminator), d0)
+    assert all(p.requires_grad for p in t.discriminator.parameters())
+
+
+def test_discriminator_is_multi_scale_and_conditioned_on_labels() -> None:
+    from pyfill.models.spade import MultiScaleDiscriminator
+
+    torch.manual_seed(0)
+    d = MultiScaleDiscriminator(classes=5, base=4, layers=3, scales=3)
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    seg = torch.zeros(1, 5, 64, 64)
+    seg[:, 0] = 1
+    outs = d(seg, image)
+    assert [o[-1].shape[-1] for o in outs] == [8, 4, 2]
+    other = torch.zeros_like(seg)
+    other[:, 3] = 1
+    assert not torch.allclose(outs[0][-1], d(other, image)[0][-1])
+
+
+def test_resume_continues_exactly_and_writes_a_checkpoint(tmp_path: Path) -> None:
+    straight = G.train(tiny_config(tmp_path / "a"))
+    G.train(tiny_config(tmp_path / "b", "max_steps=2"))
+    resumed = G.train(tiny_config(tmp_path / "b"), resume=True)
+    assert resumed["steps"] == 4
+    assert same(params(resumed["model"]), params(straight["model"]))
+    out = tmp_path / "b"
+    assert [int(r["step"]) for r in H.read_csv_log(out / "log.csv")] == [1, 2, 3, 4]
+    for name in ("losses.png", "samples_000004.png", "generate.safetensors", "generate.json", "state.safetensors"):
+        assert (out / name).is_file(), name
+    from pyfill.engine.manifest import Manifest
+
+    m = Manifest.load(out / "generate.json")
+    assert m.family == "spade" and m.config["size"] == 32
+    assert m.inputs[0].class_names[0] == "sky" and m.inputs[0].palette[0] == [110, 170, 240]
+    assert m.inputs[1].derive == {"op": "stroke_grid", "from": "strokes", "grid": [9, 9]}
+
+
+def test_training_on_a_folder_carries_its_legend_into_the_checkpoint(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "data", n=2)
+    result = G.train(tiny_config(tmp_path / "run", "data.source=folder", f"data.folder={tmp_path / 'data'}",
+                                 "max_steps=1", "sample_every=1"))
+    from pyfill.engine.manifest import Manifest
+
+    m = Manifest.load(tmp_path / "run" / "generate.json")
+    assert result["steps"] == 1 and m.config["classes"] == 3
+    assert m.inputs[0].class_names == ["sky", "ground", "water"] and m.inputs[0].palette[2] == [40, 90, 170]
+
+
+def test_unknown_data_source_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data.source"):
+        G.train(tiny_config(tmp_path, "data.source=nowhere"))
+
+
+def test_stroke_map_generator_exports_and_reads_the_grid_locally(tmp_path: Path) -> None:
+    from pyfill.export import export_onnx
+    from pyfill.models import build_model, make_manifest
+
+    cfg = {"base": 8, "size": 32, "hidden": 8, "min_width": 8, "stroke_map": True}
+    torch.manual_seed(0)
+    g = build_model("spade", cfg).eval()
+    g.fc.weight.data.zero_()  # only the SPADE branches see the latent now
+    seg = torch.zeros(1, 8, 32, 32)
+    seg[:, 0] = 1
+    latent = torch.zeros(1, 9, 9, 8)
+    base = g(seg, latent.reshape(1, -1))
+    latent[0, 8, 8] = torch.tensor([1, 0, 0, 0.1, 0.1, 1, 0, 0])  # the bottom-right cell only
+    moved = (g(seg, latent.reshape(1, -1)) - base).abs().sum(1)[0]
+    # local: far from the cell only the instance norms' global statistics shift a little
+    assert moved[:16, :16].max() < 0.05 * moved[-3:, -3:].max()
+    export_onnx(g, tmp_path / "g.onnx", manifest=make_manifest("spade", cfg))  # checks ONNX == torch
+    with pytest.raises(ValueError, match="stroke_map needs stroke_grid"):
+        build_model("spade", {**cfg, "stroke_grid": None})
