@@ -25,7 +25,6 @@ G step (fill -> real, plus ``g_image_weight`` x L1).
 from __future__ import annotations
 
 import copy
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -310,11 +309,7 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     ``colorize.safetensors`` / ``colorize.json`` (the model checkpoint for ``pyfill export``),
     ``log.csv``, ``losses.png`` and ``samples_<step>.png``.
     """
-    ctx = H.init_distributed(config["device"])
-    try:
-        return _train(config, resume, ctx)
-    finally:
-        H.close_distributed(ctx)
+    return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
@@ -370,16 +365,11 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = H.config_argparser("Train the colour filling model (SPEC S1).")
-    args = parser.parse_args(argv)
-    config = H.load_config(DEFAULTS, args.config, args.overrides)
-    if args.out:
-        config["out"] = args.out
-    result = train(config, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {result['steps']} steps in {result['seconds']:.1f} s -> {result['out']}"
-              + (f" (skipped {len(result['skipped'])} unreadable images)" if result["skipped"] else ""))
-    return 0
+    return H.run_trainer(
+        "Train the colour filling model (SPEC S1).", DEFAULTS, train, argv,
+        lambda r: f"trained {r['steps']} steps in {r['seconds']:.1f} s -> {r['out']}"
+        + (f" (skipped {len(r['skipped'])} unreadable images)" if r["skipped"] else ""),
+    )
 
 
 if __name__ == "__main__":

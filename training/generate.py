@@ -19,7 +19,6 @@ The multi-scale PatchGAN discriminator sees (labels, image). Per batch one D ste
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -174,11 +173,7 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     ``generate.safetensors`` / ``generate.json`` (the generator checkpoint for ``pyfill export``),
     ``log.csv``, ``losses.png`` and ``samples_<step>.png``.
     """
-    ctx = H.init_distributed(config["device"])
-    try:
-        return _train(config, resume, ctx)
-    finally:
-        H.close_distributed(ctx)
+    return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
@@ -237,16 +232,10 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = H.config_argparser("Train the drawing-board generator (SPEC S2).")
-    args = parser.parse_args(argv)
-    config = H.load_config(DEFAULTS, args.config, args.overrides)
-    if args.out:
-        config["out"] = args.out
-    result = train(config, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {result['steps']} steps in {result['seconds']:.1f} s (data {result['data_seconds']:.1f} s)"
-              f" -> {result['out']}")
-    return 0
+    return H.run_trainer(
+        "Train the drawing-board generator (SPEC S2).", DEFAULTS, train, argv,
+        lambda r: f"trained {r['steps']} steps in {r['seconds']:.1f} s (data {r['data_seconds']:.1f} s) -> {r['out']}",
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import csv
 import json
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,29 @@ def config_argparser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (overrides the config's 'out')")
     parser.add_argument("--resume", action="store_true", help="continue from the training state in the output folder")
     return parser
+
+
+def run_trainer(description: str, defaults: dict[str, Any], train: Callable[..., dict[str, Any]],
+                argv: Sequence[str] | None, summary: Callable[[dict[str, Any]], str]) -> int:
+    """The ``main`` of every trainer: parse :func:`config_argparser`'s options, build the config,
+    train, and print ``summary(result)`` on the main process."""
+    args = config_argparser(description).parse_args(argv)
+    config = load_config(defaults, args.config, args.overrides)
+    if args.out:
+        config["out"] = args.out
+    result = train(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary(result))
+    return 0
+
+
+def run_distributed(fn: Callable[..., dict[str, Any]], config: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """Call ``fn(config, resume, ctx)`` inside :func:`init_distributed` / :func:`close_distributed`."""
+    ctx = init_distributed(config["device"])
+    try:
+        return fn(config, resume, ctx)
+    finally:
+        close_distributed(ctx)
 
 
 # ---- seeding and distribution ----------------------------------------------------------------

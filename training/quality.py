@@ -118,11 +118,7 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     over the last 50 logged batches, measured before each step's update)."""
     if int(config["threads"]) > 0:
         torch.set_num_threads(int(config["threads"]))
-    ctx = H.init_distributed(config["device"])
-    try:
-        return _train(config, resume, ctx)
-    finally:
-        H.close_distributed(ctx)
+    return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
@@ -194,16 +190,10 @@ def score_image(net: QualityNet, image: np.ndarray, max_side: int = 512) -> tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = H.config_argparser("Train the quality classifier for restoration data curation (SPEC S3).")
-    args = parser.parse_args(argv)
-    config = H.load_config(DEFAULTS, args.config, args.overrides)
-    if args.out:
-        config["out"] = args.out
-    result = train(config, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {result['steps']} steps in {result['seconds']:.1f} s (recent batch accuracy "
-              f"{result['accuracy']:.2f}) -> {result['out']}")
-    return 0
+    return H.run_trainer(
+        "Train the quality classifier for restoration data curation (SPEC S3).", DEFAULTS, train, argv,
+        lambda r: f"trained {r['steps']} steps in {r['seconds']:.1f} s (recent batch accuracy {r['accuracy']:.2f}) -> {r['out']}",
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Two phases:
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -171,11 +170,7 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """
     if int(config["threads"]) > 0:
         torch.set_num_threads(int(config["threads"]))
-    ctx = H.init_distributed(config["device"])
-    try:
-        return _train(config, resume, ctx)
-    finally:
-        H.close_distributed(ctx)
+    return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
@@ -230,16 +225,11 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = H.config_argparser("Train the restoration model (SPEC S3).")
-    args = parser.parse_args(argv)
-    config = H.load_config(DEFAULTS, args.config, args.overrides)
-    if args.out:
-        config["out"] = args.out
-    result = train(config, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {result['steps']} steps in {result['seconds']:.1f} s -> {result['out']}"
-              + (f" (skipped {len(result['skipped'])} unreadable images)" if result["skipped"] else ""))
-    return 0
+    return H.run_trainer(
+        "Train the restoration model (SPEC S3).", DEFAULTS, train, argv,
+        lambda r: f"trained {r['steps']} steps in {r['seconds']:.1f} s -> {r['out']}"
+        + (f" (skipped {len(r['skipped'])} unreadable images)" if r["skipped"] else ""),
+    )
 
 
 if __name__ == "__main__":
