@@ -352,10 +352,14 @@ function renderHistory() {
 
 async function restore(i) {
   const entry = state.history[i];
-  await setLabels(entry.labels, true);
-  drawOnto(sctx, await loadImage(entry.strokes));
-  showResult(i);
-  setStatus(`restored the labels and strokes of image ${i + 1}`);
+  try {
+    await setLabels(entry.labels, true);
+    drawOnto(sctx, await loadImage(entry.strokes));
+    showResult(i);
+    setStatus(`restored the labels and strokes of image ${i + 1}`);
+  } catch (err) {
+    setStatus(`could not restore image ${i + 1}: ${err.message}`, true);
+  }
 }
 
 function back() {
