@@ -190,6 +190,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_board(args: argparse.Namespace) -> int:
+    from pyfill.board.server import serve
+
+    serve(args.host, args.port, args.model, args.backend)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyfill import __version__
 
@@ -251,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a shipped model's name or a model file (default: the shipped 'generate')")
     generate.add_argument("--backend", default="auto", help="backend (default auto)")
     generate.set_defaults(func=_cmd_generate)
+
+    board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
+    board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    board.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    board.add_argument("--model", default="generate",
+                       help="a shipped model's name or a model file (default: the shipped 'generate')")
+    board.add_argument("--backend", default="auto", help="backend (default auto)")
+    board.set_defaults(func=_cmd_board)
     return parser
 
 

@@ -1,0 +1,274 @@
+"""The drawing board's web server (``pyfill board``): serves the page, the legend, the shipped
+templates, and runs one :class:`pyfill.Engine` for ``POST /api/draw``.
+
+Standard library only (``http.server``) plus Pillow. Every request is validated; a bad one gets
+HTTP 400 (413 for an oversized body, 404 for an unknown path) with ``{"error": message}``.
+
+Routes:
+    GET  /                          the page
+    GET  /static/<file>             the page's script and style
+    GET  /api/labels                {"labels": [{"index", "name", "colour": [r, g, b]}],
+                                     "size": [H, W] (the model's size: the page's default canvas)}
+    GET  /api/templates             {"templates": [name, ...]}
+    GET  /api/templates/<name>.png  a template as a colour-coded label PNG
+    POST /api/draw                  {"labels": b64 PNG, "strokes": b64 PNG (optional),
+                                     "occupancy": b64 PNG (optional)}
+                                    -> {"image": b64 PNG, "width", "height", "seconds"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pyfill.engine import Engine
+
+BOARD_DIR = Path(__file__).resolve().parent
+STATIC_DIR = BOARD_DIR / "static"
+TEMPLATE_DIR = BOARD_DIR / "templates"
+MIN_SIDE, MAX_SIDE = 16, 1024
+MAX_BODY = 16 * 1024 * 1024
+_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                  ".css": "text/css; charset=utf-8", ".png": "image/png"}
+_DRAW_FIELDS = {"labels", "strokes", "occupancy"}
+
+
+class BadRequest(ValueError):
+    """A request the board refuses; the message goes back to the client."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decode_png(field: str, data: Any) -> Image.Image:
+    """A base64 PNG (optionally a ``data:image/png;base64,`` URL) -> a loaded PIL image whose
+    sides are within [MIN_SIDE, MAX_SIDE]."""
+    if not isinstance(data, str):
+        raise BadRequest(f"{field}: expected a base64-encoded PNG string")
+    if data.startswith("data:"):
+        head, _, data = data.partition(",")
+        if head != "data:image/png;base64":
+            raise BadRequest(f"{field}: expected a data:image/png;base64 URL, got {head[:40]!r}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"{field}: not valid base64 ({exc})") from exc
+    if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise BadRequest(f"{field}: not a PNG image")
+    try:
+        im = Image.open(io.BytesIO(raw))
+        w, h = im.size
+        if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+            raise BadRequest(f"{field}: image is {w} x {h}; each side must be {MIN_SIDE}..{MAX_SIDE} pixels")
+        im.load()
+    except BadRequest:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadRequest(f"{field}: unreadable PNG ({exc})") from exc
+    return im
+
+
+def label_array(im: Image.Image) -> np.ndarray:
+    """A label PNG -> uint8 (H, W) class indices (gray PNG) or (H, W, 3) legend colours."""
+    if im.mode == "L":
+        return np.asarray(im).copy()
+    if im.mode in ("RGB", "RGBA", "P", "LA"):
+        return np.asarray(im.convert("RGB")).copy()
+    raise BadRequest(f"labels: unsupported PNG mode {im.mode} (8-bit gray indices or RGB legend colours)")
+
+
+def stroke_arrays(strokes: Image.Image, occupancy: Image.Image | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stroke PNG (+ optional occupancy PNG) -> uint8 (H, W, 3) colours and bool (H, W) occupancy.
+
+    Occupancy: the occupancy image's non-zero pixels when given, else the stroke image's alpha
+    (RGBA), else any non-zero channel."""
+    rgba = np.asarray(strokes.convert("RGBA"))
+    rgb = rgba[..., :3].copy()
+    if occupancy is not None:
+        if occupancy.size != strokes.size:
+            raise BadRequest(f"occupancy is {occupancy.size[0]} x {occupancy.size[1]} but strokes are "
+                             f"{strokes.size[0]} x {strokes.size[1]}")
+        occ = np.asarray(occupancy.convert("L")) > 0
+    elif "A" in strokes.getbands() or (strokes.mode == "P" and "transparency" in strokes.info):
+        occ = rgba[..., 3] > 0
+    else:
+        occ = rgb.max(axis=-1) > 0
+    return rgb, occ
+
+
+def png_base64(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class BoardServer(ThreadingHTTPServer):
+    """An HTTP server that owns one Engine; draw calls are serialised by a lock."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], engine: Engine) -> None:
+        spec = next((s for s in engine.manifest.inputs if s.kind == "labels"), None)
+        if spec is None or not spec.palette:
+            raise ValueError(f"{engine.path.name}: the drawing board needs a model whose labels have legend colours")
+        self.engine = engine
+        self.labels_name = spec.name
+        self.palette = np.asarray(spec.palette, np.uint8)
+        names = spec.class_names or [f"class {i}" for i in range(spec.classes)]
+        self.legend = [{"index": i, "name": n, "colour": [int(c) for c in self.palette[i]]} for i, n in enumerate(names)]
+        self.templates = sorted(p.stem for p in TEMPLATE_DIR.glob("*.png"))
+        self.lock = threading.Lock()
+        super().__init__(address, BoardHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def draw(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - _DRAW_FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown fields {unknown}; a draw takes {sorted(_DRAW_FIELDS)}")
+        if "labels" not in body:
+            raise BadRequest("missing field 'labels' (a base64 PNG label map)")
+        labels_im = decode_png("labels", body["labels"])
+        labels = label_array(labels_im)
+        inputs: dict[str, Any] = {self.labels_name: labels}
+        if body.get("strokes") is not None:
+            strokes_im = decode_png("strokes", body["strokes"])
+            if strokes_im.size != labels_im.size:
+                raise BadRequest(f"strokes are {strokes_im.size[0]} x {strokes_im.size[1]} but labels are "
+                                 f"{labels_im.size[0]} x {labels_im.size[1]}")
+            occ_im = decode_png("occupancy", body["occupancy"]) if body.get("occupancy") is not None else None
+            inputs["strokes"], inputs["occupancy"] = stroke_arrays(strokes_im, occ_im)
+        elif body.get("occupancy") is not None:
+            raise BadRequest("occupancy goes with strokes")
+        with self.lock:
+            start = time.perf_counter()
+            try:
+                image = self.engine(**inputs)
+            except (ValueError, TypeError) as exc:
+                raise BadRequest(str(exc)) from exc
+            seconds = time.perf_counter() - start
+        return {"image": png_base64(image), "width": int(image.shape[1]), "height": int(image.shape[0]),
+                "seconds": round(seconds, 4)}
+
+    def template_png(self, name: str) -> bytes:
+        if name not in self.templates:
+            raise BadRequest(f"no template named {name!r}; available: {self.templates}", HTTPStatus.NOT_FOUND)
+        index = np.asarray(Image.open(TEMPLATE_DIR / f"{name}.png"))
+        buf = io.BytesIO()
+        Image.fromarray(self.palette[np.clip(index, 0, len(self.palette) - 1)]).save(buf, format="PNG")
+        return buf.getvalue()
+
+
+class BoardHandler(BaseHTTPRequestHandler):
+    server: BoardServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        sys.stderr.write(f"board {self.address_string()} {format % args}\n")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode("utf-8"), "application/json")
+
+    def _guarded(self, route: Any) -> None:
+        try:
+            route()
+        except BadRequest as exc:
+            self._json(exc.status, {"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - the server answers every request and keeps running
+            self.log_error("internal error: %r", exc)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc}"})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._guarded(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self._guarded(self._post)
+
+    def _get(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._static("index.html")
+        elif path.startswith("/static/"):
+            self._static(path[len("/static/"):])
+        elif path == "/api/labels":
+            fixed = self.server.engine.manifest.size["fixed"]
+            self._json(HTTPStatus.OK, {"labels": self.server.legend, "size": list(fixed) if fixed else [128, 128]})
+        elif path == "/api/templates":
+            self._json(HTTPStatus.OK, {"templates": self.server.templates})
+        elif path.startswith("/api/templates/") and path.endswith(".png"):
+            name = path[len("/api/templates/"):-len(".png")]
+            self._send(HTTPStatus.OK, self.server.template_png(name), "image/png")
+        else:
+            raise BadRequest(f"no such page: {path}", HTTPStatus.NOT_FOUND)
+
+    def _static(self, name: str) -> None:
+        files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
+        if name not in files:
+            raise BadRequest(f"no such file: {name}", HTTPStatus.NOT_FOUND)
+        p = files[name]
+        self._send(HTTPStatus.OK, p.read_bytes(), _CONTENT_TYPES.get(p.suffix, "application/octet-stream"))
+
+    def _post(self) -> None:
+        if self.path.split("?", 1)[0] != "/api/draw":
+            raise BadRequest(f"no such endpoint: POST {self.path}", HTTPStatus.NOT_FOUND)
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            raise BadRequest("a Content-Length header is required")
+        if int(length) > MAX_BODY:
+            self.close_connection = True
+            raise BadRequest(f"request body of {int(length)} bytes exceeds the {MAX_BODY}-byte limit",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        raw = self.rfile.read(int(length))
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON ({exc})") from exc
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        self._json(HTTPStatus.OK, self.server.draw(body))
+
+
+def make_server(host: str = "127.0.0.1", port: int = 8765, model: str = "generate",
+                backend: str = "auto") -> BoardServer:
+    """A board server bound to ``host:port`` (port 0: any free port), not yet serving.
+    ``model``: a shipped model's name or a model file."""
+    path = Path(model)
+    engine = Engine(path, backend=backend) if path.suffix else Engine.from_pretrained(model, backend=backend)
+    return BoardServer((host, port), engine)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, model: str = "generate", backend: str = "auto") -> None:
+    """Run the board until interrupted, printing its address."""
+    server = make_server(host, port, model, backend)
+    print(f"pyfill board: serving on {server.url} (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
