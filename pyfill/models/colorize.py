@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from pyfill.engine.manifest import Manifest, TensorSpec
 from pyfill.models import Architecture, register
+from pyfill.models.blocks import UNetBody, patch_discriminator
 
 # sRGB (linear) -> XYZ, D65; and its inverse. Row 1 of RGB_TO_XYZ is the luminance Y.
 RGB_TO_XYZ = (
@@ -108,36 +108,16 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return _linear_to_srgb(lin)
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
-
-
-class Generator(nn.Module):
+class Generator(UNetBody):
     """U-Net G: normalised L (N, 1, H, W) in [-1, 1] -> ab / AB_SCALE (N, 2, H, W) in [-1, 1].
     H and W must be multiples of 2**depth."""
 
     def __init__(self, base: int = 16, depth: int = 3) -> None:
-        super().__init__()
-        widths = [base * min(2**i, 8) for i in range(depth + 1)]
-        self.stem = _block(1, widths[0])
-        self.down = nn.ModuleList(
-            nn.Sequential(_block(widths[i], widths[i + 1], 2), _block(widths[i + 1], widths[i + 1])) for i in range(depth)
-        )
-        self.up = nn.ModuleList(
-            nn.Sequential(_block(widths[i + 1] + widths[i], widths[i]), _block(widths[i], widths[i]))
-            for i in reversed(range(depth))
-        )
-        self.head = nn.Conv2d(widths[0], 2, 3, 1, 1)
+        super().__init__(1, base, depth)
+        self.head = nn.Conv2d(self.width, 2, 3, 1, 1)
 
     def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(l_norm)]
-        for block in self.down:
-            skips.append(block(skips[-1]))
-        h = skips.pop()
-        for block in self.up:
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-            h = block(torch.cat([h, skips.pop()], dim=1))
-        return torch.tanh(self.head(h))
+        return torch.tanh(self.head(self.features(l_norm)))
 
 
 class PatchDiscriminator(nn.Module):
@@ -146,14 +126,7 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, base: int = 16, layers: int = 3) -> None:
         super().__init__()
-        mods: list[nn.Module] = []
-        cin = 3
-        for i in range(layers):
-            cout = base * min(2**i, 8)
-            mods += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
-            cin = cout
-        mods.append(nn.Conv2d(cin, 1, 3, 1, 1))
-        self.net = nn.Sequential(*mods)
+        self.net = patch_discriminator(3, base, layers)
 
     def forward(self, l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([l_norm, ab_norm], dim=1))

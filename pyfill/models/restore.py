@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from pyfill.engine.manifest import Manifest, TensorSpec
 from pyfill.models import Architecture, register
+from pyfill.models.blocks import UNetBody, patch_discriminator
 
 QUALITY_CLASSES = ("poor", "medium", "good")
 #: The 0-100 quality scale: poor [0, 30), medium [30, 60), good [60, 100]; the score of a
@@ -25,11 +25,7 @@ QUALITY_CENTRES = (15.0, 45.0, 80.0)
 QUALITY_BOUNDS = (30.0, 60.0)
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
-
-
-class RestoreGenerator(nn.Module):
+class RestoreGenerator(UNetBody):
     """U-Net G: sRGB (N, 3, H, W) float in [0, 1] -> restored sRGB (N, 3, H, W) in [0, 1].
 
     Strided-conv encoder, nearest-upsampling decoder, a skip connection at every scale, and a
@@ -38,31 +34,14 @@ class RestoreGenerator(nn.Module):
     """
 
     def __init__(self, base: int = 16, depth: int = 3) -> None:
-        super().__init__()
-        widths = [base * min(2**i, 8) for i in range(depth + 1)]
-        self.stem = _block(3, widths[0])
-        self.down = nn.ModuleList(
-            nn.Sequential(_block(widths[i], widths[i + 1], 2), _block(widths[i + 1], widths[i + 1]))
-            for i in range(depth)
-        )
-        self.up = nn.ModuleList(
-            nn.Sequential(_block(widths[i + 1] + widths[i], widths[i]), _block(widths[i], widths[i]))
-            for i in reversed(range(depth))
-        )
-        self.head = nn.Conv2d(widths[0], 3, 3, 1, 1)
+        super().__init__(3, base, depth)
+        self.head = nn.Conv2d(self.width, 3, 3, 1, 1)
         # A zero correction at the start: an untrained G is the identity.
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(image * 2.0 - 1.0)]
-        for block in self.down:
-            skips.append(block(skips[-1]))
-        h = skips.pop()
-        for block in self.up:
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-            h = block(torch.cat([h, skips.pop()], dim=1))
-        return (image + self.head(h)).clamp(0.0, 1.0)
+        return (image + self.head(self.features(image * 2.0 - 1.0))).clamp(0.0, 1.0)
 
 
 class PatchDiscriminator(nn.Module):
@@ -72,14 +51,7 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, base: int = 16, layers: int = 3) -> None:
         super().__init__()
-        mods: list[nn.Module] = []
-        cin = 3
-        for i in range(layers):
-            cout = base * min(2**i, 8)
-            mods += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
-            cin = cout
-        mods.append(nn.Conv2d(cin, 1, 3, 1, 1))
-        self.net = nn.Sequential(*mods)
+        self.net = patch_discriminator(3, base, layers)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net(image * 2.0 - 1.0)
