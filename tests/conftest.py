@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,16 @@ def spade_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("spade")
     ckpt = save_checkpoint(build_model("spade", cfg), make_manifest("spade", cfg, task="generate"), folder / "spade")
     return ckpt, export_onnx(ckpt, folder / "spade.onnx")
+
+
+@pytest.fixture(scope="module")
+def board():
+    """A drawing-board server (shipped 'generate' model) on a free loopback port; ``.url``."""
+    from pyfill.board.server import make_server
+
+    server = make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

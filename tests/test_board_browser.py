@@ -11,7 +11,6 @@ import base64
 import io
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from pyfill.board.server import make_server  # noqa: E402
 
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -32,16 +30,6 @@ DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "boa
 
 pytestmark = pytest.mark.skipif(not (Path(CHROMEDRIVER).exists() and CHROMIUM),
                                 reason="needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
-
-
-@pytest.fixture(scope="module")
-def board():
-    server = make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture()

@@ -14,17 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyfill.board.server import MAX_BODY, make_server
-
-
-@pytest.fixture(scope="module")
-def board():
-    server = make_server("127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+from pyfill.board.server import MAX_BODY
 
 
 def get(server, path):

@@ -323,14 +323,10 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     schedule = make_schedule(net, config, ctx)
     modules = {"model": net, **schedule.extra_modules()}
     optimizers = {"g": schedule.opt_g, "d": schedule.opt_d}
-    start = 0
-    if resume and H.has_training_state(out):
-        meta = H.load_training_state(out, modules, optimizers)
+    meta, log = H.start_run(out, modules, optimizers, LOSS_FIELDS, resume, ctx)
+    if "schedule" in meta:
         schedule.load_state_dict(meta["schedule"])
-        start = int(meta["step"])
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = H.CsvLog(out / "log.csv", LOSS_FIELDS, resume_step=start) if ctx.main else None
+    start = int(meta["step"])
 
     def save(step: int) -> None:
         if ctx.main:

@@ -189,12 +189,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     manifest = make_manifest("spade", model_config, task="generate")
     modules = {"generator": trainer.generator, "discriminator": trainer.discriminator}
     optimizers = {"g": trainer.opt_g, "d": trainer.opt_d}
-    start = 0
-    if resume and H.has_training_state(out):
-        start = int(H.load_training_state(out, modules, optimizers)["step"])
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = H.CsvLog(out / "log.csv", LOSS_FIELDS, resume_step=start) if ctx.main else None
+    meta, log = H.start_run(out, modules, optimizers, LOSS_FIELDS, resume, ctx)
+    start = int(meta["step"])
     palette = np.asarray(data.colours or [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(classes)],
                          np.uint8)
 

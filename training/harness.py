@@ -298,6 +298,22 @@ class CsvLog:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow({"step": step, **values})
 
 
+def start_run(out: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+              fields: Sequence[str], resume: bool, ctx: DistContext) -> tuple[dict[str, Any], CsvLog | None]:
+    """Begin or resume a training run in ``out``: load the saved state when ``resume`` and one
+    exists, create the folder, and open the CSV log (main process only).
+
+    Returns (the saved state's metadata, ``{"step": 0}`` for a fresh run; the log or None).
+    """
+    meta: dict[str, Any] = {"step": 0}
+    if resume and has_training_state(out):
+        meta = load_training_state(out, modules, optimizers)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = CsvLog(out / "log.csv", fields, resume_step=int(meta["step"])) if ctx.main else None
+    return meta, log
+
+
 def read_csv_log(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     with Path(path).open(newline="") as f:
         return list(csv.DictReader(f))

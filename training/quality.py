@@ -128,12 +128,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     source = make_source(config)
     model = ctx.wrap(net)
     opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
-    start = 0
-    if resume and H.has_training_state(out):
-        start = int(H.load_training_state(out, {"model": net}, {"opt": opt})["step"])
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = H.CsvLog(out / "log.csv", ("loss", "accuracy"), resume_step=start) if ctx.main else None
+    meta, log = H.start_run(out, {"model": net}, {"opt": opt}, ("loss", "accuracy"), resume, ctx)
+    start = int(meta["step"])
     data = config["data"]
     began, step, recent = time.perf_counter(), start, []
     with H.progress(int(config["max_steps"]), start, ctx.main) as bar:

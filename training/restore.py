@@ -186,12 +186,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     trainer = JointTrainer(net, config, ctx)
     modules = {"model": net}
     optimizers = {"g": trainer.opt_g, "d": trainer.opt_d}
-    start = 0
-    if resume and H.has_training_state(out):
-        start = int(H.load_training_state(out, modules, optimizers)["step"])
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-    log = H.CsvLog(out / "log.csv", LOSS_FIELDS, resume_step=start) if ctx.main else None
+    meta, log = H.start_run(out, modules, optimizers, LOSS_FIELDS, resume, ctx)
+    start = int(meta["step"])
 
     def save(step: int) -> None:
         if ctx.main:
