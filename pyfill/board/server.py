@@ -215,7 +215,7 @@ class BoardHandler(BaseHTTPRequestHandler):
         elif path.startswith("/static/"):
             self._static(path[len("/static/"):])
         elif path == "/api/labels":
-            fixed = self.server.engine.manifest.size["fixed"]
+            fixed = self.server.engine.manifest.size.fixed
             self._json(HTTPStatus.OK, {"labels": self.server.legend, "size": list(fixed) if fixed else [128, 128]})
         elif path == "/api/templates":
             self._json(HTTPStatus.OK, {"templates": self.server.templates})
