@@ -9,7 +9,6 @@ landmarks refer to the user's image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
