@@ -79,7 +79,7 @@ class OpenVINOBackend(Backend):
         if precision != "fp32":
             raise ValueError("the openvino backend runs fp32 here; precision='fp16' needs a CUDA backend")
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:

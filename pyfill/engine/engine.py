@@ -163,6 +163,8 @@ class Engine:
         if backend == "torch":
             from pyfill.export import load_checkpoint
 
+            if self.files.checkpoint is None:
+                raise ValueError("the torch backend runs pyfill checkpoints (.safetensors + .json)")
             module, _ = load_checkpoint(self.files.checkpoint)
             return TorchBackend(module, [s.name for s in self.manifest.inputs], device, precision, cuda_graphs)
         onnx_path = F.onnx_for_runtime(self.files)
@@ -353,8 +355,8 @@ class Engine:
 
                     feeds[spec.name] = torch.stack(vals)
                 else:
-                    x = np.stack([v.cpu().numpy() if P.is_torch(v) else v for v in vals]).astype(np.float32)
-                    feeds[spec.name] = place.image_in(x) if place else x
+                    arr = np.stack([v.cpu().numpy() if P.is_torch(v) else v for v in vals]).astype(np.float32)
+                    feeds[spec.name] = place.image_in(arr) if place else arr
             else:
                 x = np.stack([v if v is not None else I.zeros(spec) for v in vals])
                 if spec.kind in POINT_KINDS and place is not None:
@@ -363,7 +365,7 @@ class Engine:
         if size is None or place is not None:
             outs = self._run_backend(feeds)
         else:
-            outs = self._run_spatial(feeds, *size, force_tile)
+            outs = self._run_spatial(feeds, size[0], size[1], force_tile)
         return self._finish(outs, group, size, place)
 
     @staticmethod
@@ -406,6 +408,7 @@ class Engine:
         if len(self.manifest.outputs) != 1:
             raise ValueError("tiling runs models with one image output")
         splits = np.cumsum([sp_feeds[k].shape[1] for k in spatial])[:-1]
+        stacked: Any
         if P.is_torch(sp_feeds[spatial[0]]):
             import torch
 

@@ -43,9 +43,12 @@ def image(spec: TensorSpec, value: Any, label: str, bgr: bool, keep_torch: bool)
     x = P.adapt_channels(x, spec.channels, spec.colour_space)
     if bgr:
         x = x[..., ::-1]
-    t = x.permute(2, 0, 1) if P.is_torch(x) else np.ascontiguousarray(x.transpose(2, 0, 1))
-    if P.is_torch(t) and not keep_torch:
-        t = t.cpu().numpy()
+    if P.is_torch(x):
+        t: Any = x.permute(2, 0, 1)
+        if not keep_torch:
+            t = t.cpu().numpy()
+    else:
+        t = np.ascontiguousarray(x.transpose(2, 0, 1))
     return P.to_range(t, spec.value_range), kind
 
 

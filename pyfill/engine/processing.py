@@ -298,14 +298,15 @@ def padded_size(h: int, w: int, multiple_of: int, min_size: int) -> tuple[int, i
 
 
 def pad_bottom_right(x: Any, ph: int, pw: int) -> Any:
-    """Pad an (N, C, H, W) array/tensor at the bottom and right: reflect where the image is
+    """Pad an (..., H, W) array (or (N, C, H, W) tensor) at the bottom and right: reflect where the image is
     large enough, edge replication otherwise."""
     if ph == 0 and pw == 0:
         return x
     h, w = x.shape[-2:]
-    mode_np = "reflect" if ph < h and pw < w else "edge"
+    reflect = ph < h and pw < w
     if is_torch(x):
         from torch.nn import functional as F
 
-        return F.pad(x, (0, pw, 0, ph), mode="reflect" if mode_np == "reflect" else "replicate")
-    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode_np)
+        return F.pad(x, (0, pw, 0, ph), mode="reflect" if reflect else "replicate")
+    width = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
+    return np.pad(x, width, mode="reflect") if reflect else np.pad(x, width, mode="edge")

@@ -44,7 +44,8 @@ def run_tiled(run: Callable[[Any], Any], x: Any, tile: int, overlap: int, multip
     n, _, h, w = x.shape
     tile = max(multiple_of, tile // multiple_of * multiple_of)
     overlap = min(overlap, tile // 2)
-    acc = weight = None
+    acc: Any = None
+    weight: Any = None
     (ys, th), (xs, tw) = tile_layout(h, tile, overlap), tile_layout(w, tile, overlap)
     for y0 in ys:
         for x0 in xs:
