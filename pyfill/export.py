@@ -30,6 +30,8 @@ ONNX_OP_ALLOWLIST = frozenset(
         "Equal", "Where", "Floor", "Range", "Max", "Min", "Neg", "Exp", "Log", "Abs",
         "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
         "Split", "Erf", "Tile",
+        # Found in other projects' upscalers (pixel shuffle, PReLU, window padding, layer norm).
+        "DepthToSpace", "PRelu", "Mod", "LayerNormalization", "ScatterND", "Not", "ReduceL2",
     }
 )
 
@@ -60,10 +62,16 @@ def save_checkpoint(module: Any, manifest: Manifest, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Any, Manifest]:
-    """Build the module a checkpoint describes and load its weights (strictly).
+    """Build the module a checkpoint describes and load its weights (strictly): a pyfill
+    checkpoint, or another project's ``.pth``/``.pt``/``.ckpt``/``.safetensors`` whose
+    architecture spandrel recognises (:mod:`pyfill.foreign`).
 
     Returns (module in eval mode on the CPU, manifest).
     """
+    from pyfill import foreign
+
+    if foreign.is_foreign_file(path):
+        return foreign.load_module(path)
     safetensors_torch = require("safetensors.torch", "train")
     from pyfill.models import build_model
 
@@ -124,8 +132,9 @@ def export_onnx(
     rtol: float = 1e-3,
     atol: float = 1e-4,
 ) -> Path:
-    """Export a checkpoint (path) or a module (with ``manifest``) to ONNX with the manifest in
-    its metadata.
+    """Export a checkpoint (path: a pyfill checkpoint or another project's, see
+    :func:`load_checkpoint`) or a module (with ``manifest``) to ONNX with the manifest in its
+    metadata.
 
     Dynamic batch, and dynamic height and width unless the manifest fixes the size. Before the
     file is written: ``onnx.checker`` passes, the graph uses only :data:`ONNX_OP_ALLOWLIST`, and
@@ -157,10 +166,15 @@ def export_onnx(
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, str(tmp), input_names=names_in, output_names=names_out,
-            dynamic_axes=dyn or None, opset_version=opset, dynamo=False, do_constant_folding=True,
-        )
+        try:
+            torch.onnx.export(
+                module, args, str(tmp), input_names=names_in, output_names=names_out,
+                dynamic_axes=dyn or None, opset_version=opset, dynamo=False, do_constant_folding=True,
+            )
+        except RuntimeError as exc:
+            tmp.unlink(missing_ok=True)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ExportError(f"PyTorch could not trace the model to ONNX: {first}") from exc
     try:
         model = onnx.load(str(tmp))
         onnx.checker.check_model(model, full_check=True)
