@@ -143,6 +143,10 @@ def export_onnx(
     torch = require("torch", "train")
     onnx = require("onnx", "train")
     if isinstance(source, (str, Path)):
+        from pyfill import foreign
+
+        if foreign.is_foreign_file(source):
+            rtol, atol = min(rtol, foreign.RTOL), min(atol, foreign.ATOL)
         module, manifest = load_checkpoint(source)
     else:
         if manifest is None:

@@ -18,6 +18,7 @@ as the one installed).
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import warnings
@@ -31,6 +32,10 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
 FOREIGN_SUFFIXES = (*PICKLE_SUFFIXES, ".safetensors")
 # Bumped when the derived manifest or the export changes, so stale cache entries are not reused.
 CACHE_VERSION = 1
+# The export check's tolerances for other projects' models, tighter than for pyfill's own: a
+# graph that froze a shape (the batch size of window-attention models) differs by ~5e-4 at random
+# weights, while faithful graphs match to ~3e-7.
+RTOL, ATOL = 1e-4, 2e-5
 # The advised tile for models spandrel says tile well, in input pixels.
 TILE, TILE_OVERLAP = 256, 32
 
@@ -132,13 +137,21 @@ def manifest_from_descriptor(desc: Any, source: str | os.PathLike[str] | None = 
     """The pyfill manifest of a spandrel ``ImageModelDescriptor``.
 
     Image in, image out, both RGB (or gray) float in [0, 1] as spandrel's call convention has it.
-    Size: spandrel's ``minimum`` and ``multiple_of``; face models (purpose ``FaceSR``) run at
+    Size: spandrel's ``minimum`` and ``multiple_of`` (and the attention window of models that
+    pad to it inside, which pyfill pads to outside the graph instead); face models (purpose ``FaceSR``) run at
     their one size (``minimum`` x ``minimum``), other sizes stretched to it and back. Tiling is
     advised where spandrel says ``SUPPORTED`` (not for ``DISCOURAGED`` or ``INTERNAL``).
     Precision: spandrel's ``supports_half`` / ``supports_bfloat16``.
     """
     spandrel = _spandrel()
     req = desc.size_requirements
+    multiple_of = req.multiple_of
+    window = getattr(desc.model, "window_size", None)
+    if isinstance(window, int) and window > 1 and hasattr(desc.model, "check_image_size"):
+        # Window-attention models (SwinIR, HAT...) pad to their window inside forward() by an
+        # amount that tracing freezes; padding to the window outside the graph (reflect, as they
+        # do) gives the same result and an export that serves every size.
+        multiple_of = math.lcm(multiple_of, window)
     fixed = (req.minimum, req.minimum) if desc.purpose == "FaceSR" and req.minimum > 0 else None
     arch = desc.architecture
     provenance: dict[str, Any] = {"spandrel": spandrel.__version__, "architecture": arch.id}
@@ -150,7 +163,7 @@ def manifest_from_descriptor(desc: Any, source: str | os.PathLike[str] | None = 
         config={"architecture": arch.id, "name": arch.name, "purpose": desc.purpose, "tags": list(desc.tags)},
         inputs=[TensorSpec("image", "image", desc.input_channels, _SPACES.get(desc.input_channels, "none"))],  # type: ignore[arg-type]
         outputs=[TensorSpec("output", "image", desc.output_channels, _SPACES.get(desc.output_channels, "none"))],  # type: ignore[arg-type]
-        size=SizeRequirements(multiple_of=req.multiple_of, min_size=max(1, req.minimum), fixed=fixed,
+        size=SizeRequirements(multiple_of=multiple_of, min_size=max(1, req.minimum), fixed=fixed,
                               scale=desc.scale, resize="stretch" if fixed else "pad"),
         tiling=Tiling(supported=desc.tiling == spandrel.ModelTiling.SUPPORTED and fixed is None,
                       tile=TILE, overlap=TILE_OVERLAP),
@@ -222,7 +235,7 @@ def prepare(path: str | os.PathLike[str]) -> tuple[Path | None, Manifest, str]:
     folder.mkdir(parents=True, exist_ok=True)
     manifest.provenance["sha256"] = key.split("-")[0]
     try:
-        export_onnx(module, onnx_path, manifest=manifest)
+        export_onnx(module, onnx_path, manifest=manifest, rtol=RTOL, atol=ATOL)
     except Exception as exc:  # any failure to trace or to match PyTorch means: run it on torch
         reason = f"{type(exc).__name__}: {exc}".strip()
         reason = reason if len(reason) < 400 else reason[:400] + "..."
