@@ -180,7 +180,9 @@ def descriptor_module(desc: Any) -> Any:
     torch = require("torch", "spandrel")
     call = getattr(desc, "_call_fn", None) or (lambda model, image: model(image))
 
-    class SpandrelModule(torch.nn.Module):
+    base: Any = torch.nn.Module
+
+    class SpandrelModule(base):
         def __init__(self) -> None:
             super().__init__()
             self.model = desc.model

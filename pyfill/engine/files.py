@@ -35,8 +35,8 @@ def locate(path: Path) -> ModelFiles:
     if suffix == ".onnx":
         return ModelFiles(onnx=path)
     if foreign.is_foreign_file(path):
-        onnx, manifest, reason = foreign.prepare(path)
-        return ModelFiles(onnx=onnx) if onnx is not None else ModelFiles(checkpoint=path, manifest=manifest)
+        onnx, derived, _ = foreign.prepare(path)
+        return ModelFiles(onnx=onnx) if onnx is not None else ModelFiles(checkpoint=path, manifest=derived)
     if suffix in CHECKPOINT_SUFFIXES:
         weights, manifest = path.with_suffix(".safetensors"), path.with_suffix(".json")
         if not weights.is_file() or not manifest.is_file():
