@@ -119,6 +119,11 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _tile_progress(done: int, total: int) -> None:
+    sys.stderr.write(f"\r  tiles {done}/{total}" + ("\n" if done == total else ""))
+    sys.stderr.flush()
+
+
 def _target_path(out: Path, rel: Path, single_file: bool, result: Any, fmt: str | None) -> Path:
     from pyfill.images import output_suffix
 
@@ -201,6 +206,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from pyfill.tasks import restore, restore_engine
 
     engine = restore_engine(args.model, backend=args.backend, tile=None if args.tile < 0 else args.tile)
+    if sys.stderr.isatty():
+        engine.on_tile = _tile_progress
     done, failed, total = _map_images("restore", args, lambda arr: (restore(arr, model=engine), None))
     print(f"restored {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -141,6 +141,8 @@ class Engine:
         self._scale = self.manifest.size.scale
         if self.foreign:
             self._scale = scale or self._probe_scale()
+        self.on_tile: Callable[[int, int], None] | None = None
+        """Called with (tiles done, tiles in the image) while a large image runs in tiles."""
         self._tiling_note = self._decide_tiling(tiling)
 
     @classmethod
@@ -394,9 +396,11 @@ class Engine:
                              f"tile; this input is {h} x {w}")
 
         def run_padded(sp: dict[str, Any]) -> list[Any]:
-            th, tw = next(iter(sp.values())).shape[-2:]
+            first = next(iter(sp.values()))
+            th, tw = first.shape[-2:]
             ph, pw = P.padded_size(th, tw, m, size.min_size)
-            local = dict(feeds)
+            reps = first.shape[0] // next(iter(feeds.values())).shape[0]  # tiles batched per item
+            local = {k: v if reps == 1 else np.concatenate([v] * reps) for k, v in feeds.items() if k not in sp}
             for k, v in sp.items():
                 local[k] = P.pad_bottom_right(v, ph - th, pw - tw)
             s = self._scale
@@ -420,7 +424,7 @@ class Engine:
             parts = list(x.tensor_split(list(splits), dim=1)) if P.is_torch(x) else np.split(x, splits, axis=1)
             return run_padded(dict(zip(spatial, parts)))[0]
 
-        return [run_tiled(run_tile, stacked, tile, self.tile_overlap, m)]
+        return [run_tiled(run_tile, stacked, tile, self.tile_overlap, m, progress=self.on_tile)]
 
     def _run_backend(self, feeds: dict[str, Any]) -> list[Any]:
         if self._layout == "NHWC":
