@@ -18,6 +18,17 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pyfill.demo import PANELS, run_demo
+
+    print(f"pyfill demo: running {', '.join(args.systems or PANELS)} ...", flush=True)
+    page = run_demo(args.output, args.systems)
+    for png in sorted(page.parent.glob("*.png")):
+        print(f"  {png}")
+    print(f"open {page.resolve()} in a browser to see them all")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from pyfill.export import build_tensorrt_engine, export_onnx
 
@@ -258,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run every shipped system on sample inputs; writes pictures and an HTML page")
+    demo.add_argument("-o", "--output", default="pyfill-demo", help="output folder (default pyfill-demo)")
+    demo.add_argument("systems", nargs="*", metavar="SYSTEM", help="only these systems (default: all)")
+    demo.set_defaults(func=_cmd_demo)
 
     doctor = sub.add_parser("doctor", help="show what this install can use (CPU, CUDA, runtimes)")
     doctor.add_argument("--json", action="store_true", help="print machine-readable JSON")
