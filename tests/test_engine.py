@@ -30,7 +30,10 @@ CPU_BACKENDS = ["torch", "onnxruntime", "openvino"]
 
 
 def _engine(files: tuple[Path, Path], backend: str, **kw) -> Engine:
+    """An fp32 engine (these tests compare backends with a 1e-4 tolerance; bf16 is tested in
+    test_precision.py)."""
     ckpt, onnx = files
+    kw.setdefault("precision", "fp32")
     return Engine(ckpt if backend == "torch" else onnx, backend=backend, **kw)
 
 
@@ -295,9 +298,12 @@ def test_concurrent_calls_match_sequential(unet_files, backend) -> None:
 
 # ---- selection and information ---------------------------------------------------------------
 def test_auto_picks_the_fastest_cpu_runtime_and_says_why(unet_files) -> None:
+    from pyfill.engine.selection import cpu_has_bf16
+
     engine = Engine(unet_files[1])
     info = engine.info
-    assert info["backend"] == "openvino" and info["device"] == "cpu" and info["precision"] == "fp32"
+    assert info["backend"] == "openvino" and info["device"] == "cpu"
+    assert info["precision"] == ("bf16" if cpu_has_bf16() else "fp32"), info["precision_because"]
     assert "OpenVINO" in info["selected_because"]
     assert info["manifest"]["family"] == "unet"
     ort_info = Engine(unet_files[1], backend="onnxruntime").info

@@ -76,10 +76,11 @@ class OpenVINOBackend(Backend):
         ov = require("openvino", "core")
         if device != "cpu":
             raise ValueError("the openvino backend runs on the CPU here; use device='cpu'")
-        if precision != "fp32":
-            raise ValueError("the openvino backend runs fp32 here; precision='fp16' needs a CUDA backend")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"the openvino backend runs fp32 or bf16 on the CPU, not {precision}")
         core = ov.Core()
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
@@ -90,6 +91,7 @@ class OpenVINOBackend(Backend):
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self._local = threading.local()
         self.version = ov.get_version()
+        self.precision = precision
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         request = getattr(self._local, "request", None)
@@ -114,7 +116,9 @@ class TorchBackend(Backend):
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' but torch sees no CUDA device")
         if precision == "fp16" and device != "cuda":
-            raise ValueError("fp16 runs on CUDA only; use precision='fp32' on the CPU")
+            raise ValueError("fp16 runs on CUDA only; use precision='fp32' or 'bf16' on the CPU")
+        if precision == "bf16" and device != "cpu":
+            raise ValueError("bf16 runs on the CPU here; use fp16 on CUDA")
         if cuda_graphs and device != "cuda":
             raise ValueError("cuda_graphs=True needs device='cuda'")
         self.torch = torch
@@ -146,6 +150,9 @@ class TorchBackend(Backend):
         torch = self.torch
         args = [self._prepare(feeds[k]) for k in self.input_names]
         with torch.inference_mode():
+            if self.precision == "bf16":  # weights stay fp32; autocast runs matmuls/convs in bf16
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return [o.float() for o in self._forward(args)]
             if not self.cuda_graphs:
                 return [o.float() for o in self._forward(args)]
             key = tuple(tuple(a.shape) for a in args)
