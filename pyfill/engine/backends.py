@@ -10,12 +10,16 @@ TensorRT execution contexts are serialised with a lock.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pyfill._core import _C, require
+
+
+STATIC_SHAPES_KEPT = 4  # OpenVINO: static compilations kept per engine (LRU)
 
 
 class Backend:
@@ -72,7 +76,7 @@ class OpenVINOBackend(Backend):
     name = "openvino"
 
     def __init__(self, onnx_path: str | Path, device: str = "cpu", precision: str = "fp32",
-                 threads: int = 0) -> None:
+                 threads: int = 0, static_shapes: bool = False) -> None:
         ov = require("openvino", "core")
         if device != "cpu":
             raise ValueError("the openvino backend runs on the CPU here; use device='cpu'")
@@ -84,24 +88,50 @@ class OpenVINOBackend(Backend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            model = core.read_model(str(onnx_path))
-            self.compiled = core.compile_model(model, "CPU", config)
+            self.model = core.read_model(str(onnx_path))
+            self.compiled = core.compile_model(self.model, "CPU", config)
         except Exception as exc:
             raise ValueError(f"{onnx_path}: OpenVINO cannot load it as a model ({exc})") from exc
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+        self._core, self._config = core, config
+        self._dynamic = any(p.get_partial_shape().is_dynamic for p in self.model.inputs)
+        self.static_shapes = static_shapes and self._dynamic
+        self._static: OrderedDict[tuple, Any] = OrderedDict()  # input shapes -> compiled static model
+        self._compile_lock = threading.Lock()
         self._local = threading.local()
         self.version = ov.get_version()
         self.precision = precision
 
+    def _compiled_for(self, shapes: tuple) -> Any:
+        """The dynamic model, or with ``static_shapes`` (streams of same-size frames) a copy
+        reshaped to these input shapes and compiled once (the last few are kept)."""
+        if not self.static_shapes:
+            return self.compiled
+        with self._compile_lock:
+            if shapes in self._static:
+                self._static.move_to_end(shapes)
+                return self._static[shapes]
+            model = self.model.clone()
+            model.reshape({name: list(shape) for name, shape in zip(self.input_names, shapes)})
+            self._static[shapes] = self._core.compile_model(model, "CPU", self._config)
+            if len(self._static) > STATIC_SHAPES_KEPT:
+                self._static.popitem(last=False)
+            return self._static[shapes]
+
     def run(self, feeds: dict[str, Any]) -> list[Any]:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        result = request.infer({k: np.ascontiguousarray(feeds[k]) for k in self.input_names})
-        return [np.array(result[out]) for out in self.compiled.outputs]
+        arrays = [np.ascontiguousarray(feeds[k]) for k in self.input_names]
+        compiled = self._compiled_for(tuple(a.shape for a in arrays))
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        request = requests.get(id(compiled))
+        if request is None or request[0] is not compiled:
+            request = requests[id(compiled)] = (compiled, compiled.create_infer_request())
+        result = request[1].infer(dict(zip(self.input_names, arrays)))
+        return [np.array(result[out]) for out in compiled.outputs]
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "openvino": self.version}
+        return {**super().describe(), "openvino": self.version, "static_shapes": self.static_shapes}
 
 
 class TorchBackend(Backend):

@@ -30,6 +30,7 @@ from pyfill.engine.selection import (
     probe_environment,
 )
 from pyfill.engine.tiling import run_tiled
+from pyfill.ops.convert import chw_to_image
 from pyfill.manifest import DERIVE_EXTRA_ARGS, POINT_KINDS, Manifest, ManifestError, TensorSpec
 from pyfill.store import available_models, resolve_model
 
@@ -101,6 +102,9 @@ class Engine:
             probe image tiled and whole at load and tile only when they agree within one grey
             level; ``info["tiling"]`` says what was found).
         threads: CPU threads for the CPU runtimes (0 = runtime default).
+        static_shapes: OpenVINO: compile the model once per input shape (the last four kept)
+            instead of running it with dynamic shapes; faster for streams of same-size frames
+            (video), a compile for every new size otherwise.
         cuda_graphs: torch backend on CUDA: capture one CUDA graph per input shape.
         input_range, output_range, layout, channel_order, scale: conventions of a foreign ONNX
             model without a pyfill manifest (defaults: (0, 1), (0, 1), ``NCHW``, ``rgb``, and the
@@ -125,6 +129,7 @@ class Engine:
         *,
         tiling: TilingMode = "manifest",
         threads: int = 0,
+        static_shapes: bool = False,
         cuda_graphs: bool = False,
         input_range: tuple[float, float] | None = None,
         output_range: tuple[float, float] | None = None,
@@ -158,6 +163,7 @@ class Engine:
                          self.files.tensorrt_engine is not None, self.foreign, self.manifest.fp16,
                          self.manifest.bf16)
         choice = choose_backend(backend, device, precision, form, env)
+        self._static_shapes = static_shapes
         self.backend = self._make_backend(choice.backend, choice.device, choice.precision, threads, cuda_graphs)
         self._selected_because = choice.reason
         self._precision_note = choice.precision_reason
@@ -197,7 +203,7 @@ class Engine:
             return TorchBackend(module, [s.name for s in self.manifest.inputs], device, precision, cuda_graphs)
         onnx_path = F.onnx_for_runtime(self.files)
         if backend == "openvino":
-            return OpenVINOBackend(onnx_path, device, precision, threads)
+            return OpenVINOBackend(onnx_path, device, precision, threads, self._static_shapes)
         return OnnxRuntimeBackend(onnx_path, device, precision, threads)
 
     def _probe_input(self, h: int, w: int) -> dict[str, Any]:
@@ -428,7 +434,8 @@ class Engine:
 
                     feeds[spec.name] = torch.stack(vals)
                 else:
-                    arr = np.stack([v.cpu().numpy() if P.is_torch(v) else v for v in vals]).astype(np.float32)
+                    host = [v.cpu().numpy() if P.is_torch(v) else v for v in vals]
+                    arr = (host[0][None] if len(host) == 1 else np.stack(host)).astype(np.float32, copy=False)
                     feeds[spec.name] = place.image_in(arr) if place else arr
             else:
                 x = np.stack([v if v is not None else I.zeros(spec) for v in vals])
@@ -518,7 +525,9 @@ class Engine:
                 for i in range(len(group)):
                     results[i][spec.name] = arr[i]
                 continue
-            y = P.from_range(out, spec.value_range)
+            lo, hi = spec.value_range
+            folded = place is None and not P.is_torch(out)  # the range is folded into the uint8 conversion
+            y = out if folded else P.from_range(out, spec.value_range)
             if self._bgr:
                 y = y.flip(1) if P.is_torch(y) else y[:, ::-1]
             if place is not None:
@@ -526,6 +535,13 @@ class Engine:
             for i, g in enumerate(group):
                 kind: P.ImageKind = g["kind"]
                 yi = y[i]
+                if kind.container == "numpy" and kind.dtype == "uint8" and not P.is_torch(yi):
+                    scale, offset = (255.0 / (hi - lo), -lo * 255.0 / (hi - lo)) if folded else (255.0, 0.0)
+                    img = chw_to_image(np.asarray(yi, np.float32), scale, offset)
+                    results[i][spec.name] = img[..., 0] if kind.layout == "HW" and img.shape[-1] == 1 else img
+                    continue
+                if folded:
+                    yi = P.from_range(yi, spec.value_range)
                 if kind.container == "torch":
                     import torch
 
