@@ -18,6 +18,17 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pyfill.demo import PANELS, run_demo
+
+    print(f"pyfill demo: running {', '.join(args.systems or PANELS)} ...", flush=True)
+    page = run_demo(args.output, args.systems)
+    for png in sorted(page.parent.glob("*.png")):
+        print(f"  {png}")
+    print(f"open {page.resolve()} in a browser to see them all")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from pyfill.export import build_tensorrt_engine, export_onnx
 
@@ -119,6 +130,11 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _tile_progress(done: int, total: int) -> None:
+    sys.stderr.write(f"\r  tiles {done}/{total}" + ("\n" if done == total else ""))
+    sys.stderr.flush()
+
+
 def _target_path(out: Path, rel: Path, single_file: bool, result: Any, fmt: str | None) -> Path:
     from pyfill.images import output_suffix
 
@@ -201,6 +217,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from pyfill.tasks import restore, restore_engine
 
     engine = restore_engine(args.model, backend=args.backend, tile=None if args.tile < 0 else args.tile)
+    if sys.stderr.isatty():
+        engine.on_tile = _tile_progress
     done, failed, total = _map_images("restore", args, lambda arr: (restore(arr, model=engine), None))
     print(f"restored {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
@@ -251,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run every shipped system on sample inputs; writes pictures and an HTML page")
+    demo.add_argument("-o", "--output", default="pyfill-demo", help="output folder (default pyfill-demo)")
+    demo.add_argument("systems", nargs="*", metavar="SYSTEM", help="only these systems (default: all)")
+    demo.set_defaults(func=_cmd_demo)
 
     doctor = sub.add_parser("doctor", help="show what this install can use (CPU, CUDA, runtimes)")
     doctor.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -138,12 +138,17 @@ def test_board_draw_returns_the_task_pixels(board) -> None:
 
 # ---- streams and the CLI's file handling -------------------------------------------------------
 def test_frame_processor_equals_the_task_per_frame(photo: np.ndarray) -> None:
+    from pyfill.tasks import colorize_engine, restore_engine
+
     frames = [photo, photo[::-1].copy(), photo[:, ::-1].copy()]
-    assert all(np.array_equal(a, pyfill.restore(f)) for a, f in zip(frame_processor("restore")(frames), frames))
+    stream = restore_engine(static_shapes=True)  # what frame_processor runs
+    assert all(np.array_equal(a, pyfill.restore(f, model=stream))
+               for a, f in zip(frame_processor("restore")(frames), frames))
     gray = [f.mean(axis=-1).astype(np.uint8) for f in frames]
     rgb = [np.repeat(g[..., None], 3, axis=-1) for g in gray]
+    stream = colorize_engine(static_shapes=True)
     for a, g in zip(frame_processor("colorize")(rgb), gray):
-        assert np.array_equal(a, pyfill.colorize(g).image)
+        assert np.array_equal(a, pyfill.colorize(g, model=stream).image)
     with pytest.raises(ValueError, match="unknown task 'paint'; tasks: restore, colorize, generate"):
         frame_processor("paint")
 
