@@ -45,7 +45,7 @@ ARCHS: dict[str, Callable[[], Any]] = {
     "HAT x2": lambda: HAT(img_size=64, embed_dim=48, depths=(2, 2), num_heads=(2, 2), window_size=8, upscale=2,
                           num_feat=32, squeeze_factor=12),
     "DAT x2": lambda: DAT(img_size=64, embed_dim=48, split_size=[4, 8], depth=[2, 2], num_heads=[2, 2], upscale=2),
-    "SCUNet": lambda: SCUNet(config=[2, 2, 2, 2, 2, 2, 2], dim=32),
+    "SCUNet": lambda: SCUNet(config=[2, 2, 2, 2, 2, 2, 2], dim=64),
     "NAFNet": lambda: NAFNet(width=16, middle_blk_num=2, enc_blk_nums=[1, 1, 1], dec_blk_nums=[1, 1, 1]),
     "GFPGAN v1.3 (face)": lambda: GFPGAN(),
 }
@@ -54,7 +54,8 @@ _ROWS: dict[str, dict[str, Any]] = {}
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Engine, np.ndarray]]:
-    """name -> (eager module, Engine on the CPU, input image); fills the table rows."""
+    """name -> (eager module, Engine on the CPU with precision auto, input image); fills the
+    table rows (differences and the tiling probe measured in fp32)."""
     folder = tmp_path_factory.mktemp("bench_spandrel")
     os.environ.setdefault("PYFILL_CACHE", str(folder / "cache"))
     out: dict[str, tuple[Any, Engine, np.ndarray]] = {}
@@ -68,17 +69,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Eng
             files = F.locate(path)
             backend = "auto" if files.onnx is not None else "torch"
             engine = Engine(path, backend=backend, device="cpu", tile=0)
-            probe = Engine(path, backend=backend, device="cpu", tiling="probe", tile=64, tile_overlap=16)
+            exact = Engine(path, backend=backend, device="cpu", precision="fp32", tile=0)
+            probe = Engine(path, backend=backend, device="cpu", precision="fp32", tiling="probe", tile=64,
+                           tile_overlap=16)
         side = engine.manifest.size.fixed[0] if engine.manifest.size.fixed else SIZE
         image = np.random.default_rng(i).random((side, side, 3), dtype=np.float32)
         with torch.no_grad():
             want = net(torch.from_numpy(image.transpose(2, 0, 1)[None].copy()))
             want = (want[0] if isinstance(want, (tuple, list)) else want).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
-        diff = float(np.abs(engine(image) - want).max())
+        diff = float(np.abs(exact(image) - want).max())
         _ROWS[name] = {
             "exports": files.onnx is not None,
             "why_not": "" if files.onnx is not None else engine.manifest.provenance.get("onnx_export", ""),
             "backend": engine.info["backend"],
+            "precision": engine.info["precision"],
             "max_diff_vs_torch": diff,
             "tiling_probe": probe.info["tiling"],
             "manifest_tiling": engine.manifest.tiling.supported,
@@ -112,4 +116,5 @@ def test_torch_eager(benchmark: Any, ratios: Any, models: dict[str, Any], name: 
 def test_pyfill_engine(benchmark: Any, ratios: Any, models: dict[str, Any], name: str) -> None:
     _, engine, image = models[name]
     benchmark.pedantic(lambda: engine(image), rounds=_rounds(name), warmup_rounds=1)
-    ratios.record(benchmark, f"{name} b1 {image.shape[0]}px", f"pyfill {engine.info['backend']}", "torch eager")
+    method = f"pyfill {engine.info['backend']} {engine.info['precision']}"
+    ratios.record(benchmark, f"{name} b1 {image.shape[0]}px", method, "torch eager")

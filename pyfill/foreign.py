@@ -31,7 +31,7 @@ from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
 FOREIGN_SUFFIXES = (*PICKLE_SUFFIXES, ".safetensors")
 # Bumped when the derived manifest or the export changes, so stale cache entries are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 # The export check's tolerances for other projects' models, tighter than for pyfill's own: a
 # graph that froze a shape (the batch size of window-attention models) differs by ~5e-4 at random
 # weights, while faithful graphs match to ~3e-7.
@@ -138,9 +138,11 @@ def manifest_from_descriptor(desc: Any, source: str | os.PathLike[str] | None = 
 
     Image in, image out, both RGB (or gray) float in [0, 1] as spandrel's call convention has it.
     Size: spandrel's ``minimum`` and ``multiple_of`` (and the attention window of models that
-    pad to it inside, which pyfill pads to outside the graph instead); face models (purpose ``FaceSR``) run at
-    their one size (``minimum`` x ``minimum``), other sizes stretched to it and back. Tiling is
-    advised where spandrel says ``SUPPORTED`` (not for ``DISCOURAGED`` or ``INTERNAL``).
+    pad to it inside, which pyfill pads to outside the graph instead); face models (purpose
+    ``FaceSR``) run at their one size (``minimum`` x ``minimum``), other sizes stretched to it
+    and back. Tiling is advised where spandrel says ``SUPPORTED`` (not ``DISCOURAGED`` or
+    ``INTERNAL``); :func:`prepare` keeps it only where :func:`tiling_difference` stays within
+    one grey level.
     Precision: spandrel's ``supports_half`` / ``supports_bfloat16``.
     """
     spandrel = _spandrel()
@@ -199,6 +201,32 @@ def load_module(path: str | os.PathLike[str]) -> tuple[Any, Manifest]:
     return descriptor_module(desc), manifest_from_descriptor(desc, path)
 
 
+def tiling_difference(module: Any, manifest: Manifest, tile: int = 96, seed: int = 0) -> float:
+    """The largest difference (in [0, 1] units) between ``module``'s output on a random image run
+    whole and run in overlapping tiles of ``tile`` px (overlap :data:`TILE_OVERLAP`), as the
+    Engine tiles. spandrel calls some models tileable that are not (NAFNet pools globally), so
+    the manifest advises tiling only where this stays within one grey level."""
+    torch = require("torch", "spandrel")
+    from pyfill.engine.processing import pad_bottom_right, padded_size
+    from pyfill.engine.tiling import run_tiled
+
+    m, scale = manifest.size.multiple_of, manifest.size.scale
+    tile = max(m, tile // m * m)
+    side = max(2 * tile, 3 * m)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, manifest.inputs[0].channels, side, side + tile // 2, generator=gen)
+
+    def run(t: Any) -> Any:
+        h, w = t.shape[-2:]
+        ph, pw = padded_size(h, w, m, manifest.size.min_size)
+        with torch.no_grad():
+            return module(pad_bottom_right(t, ph - h, pw - w))[..., : h * scale, : w * scale]
+
+    whole = run(x)
+    tiled = run_tiled(run, x, tile, TILE_OVERLAP, m)
+    return float((tiled - whole).abs().max())
+
+
 def _cache_key(path: Path) -> str:
     from pyfill.export import OPSET, file_sha256
 
@@ -236,6 +264,10 @@ def prepare(path: str | os.PathLike[str]) -> tuple[Path | None, Manifest, str]:
     module, manifest = load_module(p)
     folder.mkdir(parents=True, exist_ok=True)
     manifest.provenance["sha256"] = key.split("-")[0]
+    if manifest.tiling.supported:
+        diff = tiling_difference(module, manifest)
+        manifest.provenance["tiling_probe_grey_levels"] = round(diff * 255, 3)
+        manifest.tiling.supported = diff <= 1 / 255
     try:
         export_onnx(module, onnx_path, manifest=manifest, rtol=RTOL, atol=ATOL)
     except Exception as exc:  # any failure to trace or to match PyTorch means: run it on torch

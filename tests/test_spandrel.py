@@ -104,7 +104,7 @@ def test_detects_the_architecture_and_derives_the_manifest(built: dict[str, tupl
 def test_engine_exports_once_and_matches_eager(built: dict[str, tuple[Any, Path]], name: str) -> None:
     net, path = built[name]
     scale = ARCHS[name][2]
-    engine = Engine(path, device="cpu", tile=0)
+    engine = Engine(path, device="cpu", precision="fp32", tile=0)
     assert engine.info["backend"] in ("onnxruntime", "openvino")
     assert engine.info["manifest"]["family"] == f"spandrel-{ARCHS[name][1]}"
     onnx = F.locate(path).onnx
@@ -132,7 +132,7 @@ def test_models_that_do_not_export_run_on_torch_and_say_why(built: dict[str, tup
     with pytest.raises(ValueError, match="has no ONNX form .*run it with backend='torch'"):
         F.onnx_for_runtime(files)
     with pytest.warns(UserWarning, match="runs on the torch backend"):
-        engine = Engine(path, backend="torch", device="cpu", tile=0)
+        engine = Engine(path, backend="torch", device="cpu", precision="fp32", tile=0)
     image = _image(64, 72, seed=1)
     np.testing.assert_allclose(engine(image), _eager(net, image), atol=1e-5)
 
@@ -142,11 +142,24 @@ def test_tiled_upscale_matches_the_whole_image(built: dict[str, tuple[Any, Path]
     and equal to eager PyTorch on the whole image."""
     net, path = built["compact"]
     image = _image(150, 170, seed=2)
-    tiled = Engine(path, device="cpu", tile=64, tile_overlap=16)(image)
-    whole = Engine(path, device="cpu", tile=0)(image)
+    tiled = Engine(path, device="cpu", precision="fp32", tile=64, tile_overlap=16)(image)
+    whole = Engine(path, device="cpu", precision="fp32", tile=0)(image)
     assert tiled.shape == whole.shape == (600, 680, 3)
     assert np.abs(tiled - whole).max() <= 1 / 255
     assert np.abs(tiled - _eager(net, image)).max() <= 1 / 255
+
+
+def test_tiling_is_advised_only_where_tiles_match(built: dict[str, tuple[Any, Path]]) -> None:
+    """spandrel calls NAFNet tileable, but its channel attention pools the whole image: the
+    measured difference keeps tiling off; ESRGAN's stays within one grey level."""
+    for name, expected in (("nafnet", False), ("esrgan", True)):
+        net, path = built[name]
+        manifest = Engine(path, device="cpu", precision="fp32").manifest
+        desc_manifest = foreign.manifest_from_descriptor(foreign.load_descriptor(path))
+        assert desc_manifest.tiling.supported is True
+        diff = foreign.tiling_difference(foreign.descriptor_module(foreign.load_descriptor(path)), desc_manifest)
+        assert manifest.tiling.supported is expected and (diff <= 1 / 255) is expected
+        assert manifest.provenance["tiling_probe_grey_levels"] == round(diff * 255, 3)
 
 
 def test_tiling_probe_on_a_window_attention_model(built: dict[str, tuple[Any, Path]]) -> None:
@@ -182,6 +195,16 @@ def test_cli_export_and_info(built: dict[str, tuple[Any, Path]], tmp_path: Path,
     assert main(["info", str(path)]) == 0
     text = capsys.readouterr().out
     assert "family spandrel-ESRGAN" in text and "'scale': 4" in text
+
+
+def test_a_stored_checkpoint_runs_by_name(built: dict[str, tuple[Any, Path]], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYFILL_HOME", str(tmp_path / "home"))
+    net, path = built["esrgan"]
+    assert main(["models", "add", str(path), "--name", "my-x4"]) == 0
+    engine = Engine.from_pretrained("my-x4", device="cpu", precision="fp32", tile=0)
+    image = _image(20, 24, seed=4)
+    np.testing.assert_allclose(engine(image), _eager(net, image), atol=1e-5)
 
 
 def test_pyfill_checkpoint_beside_its_json_is_not_foreign(tmp_path: Path) -> None:
