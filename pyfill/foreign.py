@@ -73,10 +73,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     tensors, numbers, strings and containers, without running it. The usual wrappers
     (``params_ema``, ``state_dict``, ``module.`` prefixes...) are unwrapped as spandrel does.
     """
-    torch = require("torch", "spandrel")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"model file not found: {p}")
+    if p.suffix.lower() == ".safetensors":
+        _check_safetensors_header(p)
+    torch = require("torch", "spandrel")
     if p.suffix.lower() == ".safetensors":
         safetensors_torch = require("safetensors.torch", "spandrel")
         try:
@@ -87,10 +89,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             state = torch.load(str(p), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            first = str(exc).split("\n\n")[0].strip()
+            detail = str(exc).rsplit("WeightsUnpickler error:", 1)[-1].strip().splitlines()
             raise ValueError(
                 f"{p}: refused: the file holds Python objects other than tensors, which pyfill does not "
-                f"unpickle (torch.load weights_only=True: {first}). Save the state dict alone, or as safetensors."
+                f"unpickle (torch.load weights_only=True: {detail[0] if detail else 'not a pickle of tensors'}). "
+                "Save the state dict alone, or as safetensors."
             ) from exc
         except Exception as exc:
             raise ValueError(f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
@@ -101,6 +104,25 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not tensors:
         raise ValueError(f"{p}: holds no tensors under any key a state dict is kept under")
     return tensors
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """Raise ValueError unless ``path`` starts like a safetensors file (an 8-byte little-endian
+    length, then that many bytes of a JSON object)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else -1
+        body = f.read(size) if 1 < size <= 100_000_000 else b""
+    try:
+        ok = len(body) == size and isinstance(json.loads(body), dict)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{path}: not a safetensors file; a pyfill checkpoint is a .safetensors file with its .json "
+            f"manifest beside it ({path.with_suffix('.json').name} is missing), and another project's "
+            "checkpoint is a safetensors file of tensors"
+        )
 
 
 def load_descriptor(path: str | os.PathLike[str]) -> Any:

@@ -363,12 +363,16 @@ def test_bad_model_files_raise_clear_errors(tmp_path) -> None:
         Engine(junk)
     other = tmp_path / "model.pt"
     other.write_bytes(b"\x80\x02pickle")
-    with pytest.raises(ValueError, match="not a model file pyfill knows"):
+    with pytest.raises(ValueError, match=r"model\.pt: refused: the file holds Python objects other than tensors"):
         Engine(other)
     lonely = tmp_path / "w.safetensors"
     lonely.write_bytes(b"{}")
-    with pytest.raises(FileNotFoundError, match="manifest"):
+    with pytest.raises(ValueError, match=r"w\.json is missing"):
         Engine(lonely)
+    keras = tmp_path / "m.h5"
+    keras.write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a model file pyfill knows"):
+        Engine(keras)
 
 
 def test_bad_engine_options(unet_files) -> None:
