@@ -24,6 +24,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--task", required=True, choices=TASKS, help="what to do with each frame")
     p.add_argument("--model", help="a shipped model's name or a model file (default: the task's shipped model)")
     p.add_argument("--backend", default="auto", help="backend (default auto)")
+    p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: the model's advice)")
     p.add_argument("--batch", type=int, default=4, help="frames per model call (default 4)")
     p.add_argument("--codec", help="encoder: libx264 (default for mp4/mkv/mov), libvpx-vp9 (webm), ffv1 (lossless), ...")
     p.add_argument("--crf", type=int, help="quality, lower is better (libx264 default 18, vp9 32)")
@@ -55,7 +56,8 @@ def run_video(args: argparse.Namespace) -> int:
             args.input, args.output, args.task, batch=args.batch, model=args.model, backend=args.backend,
             codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, preset=args.preset,
             smooth=False if args.no_smooth else None, drop_late=True if args.drop_late else None,
-            progress=args.progress, fps=args.fps, input_format=args.input_format)
+            progress=args.progress, fps=args.fps, input_format=args.input_format,
+            task_options=None if args.tile is None else {"tile": args.tile})
     except VideoInterrupted as exc:
         print(f"pyfill video: {exc}", file=sys.stderr)
         return 130

@@ -105,14 +105,15 @@ def _legend_fn(engine: Any) -> FrameFn:
     return run
 
 
-def task_processor(task: str, *, model: str | None = None, backend: str = "auto") -> FrameFn:
+def task_processor(task: str, *, model: str | None = None, backend: str = "auto", **options: Any) -> FrameFn:
     """The frame function of a task name (``restore``, ``colorize``, ``generate``, ``swap``):
     :func:`pyfill.tasks.frame_processor` where this pyfill has it; otherwise an Engine on the
     shipped model (``model`` overrides it) applied per batch (``colorize``: its ``fill``;
-    ``generate``: each frame read as a colour-coded label map, nearest legend colour)."""
+    ``generate``: each frame read as a colour-coded label map, nearest legend colour).
+    ``options`` are the task's further keyword arguments (e.g. ``tile`` for restore)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    options: dict[str, Any] = {"backend": backend, **({"model": model} if model else {})}
+    options = {"backend": backend, **({"model": model} if model else {}), **options}
     try:
         from pyfill.tasks import frame_processor
     except ImportError:
@@ -123,7 +124,7 @@ def task_processor(task: str, *, model: str | None = None, backend: str = "auto"
         raise ValueError("task 'swap' needs face swapping, which this pyfill does not include yet")
     from pyfill.engine import Engine
 
-    engine = Engine(model or task, backend=backend)
+    engine = Engine(options.pop("model", task), **options)
     return _legend_fn(engine) if task == "generate" else _engine_fn(engine)
 
 
@@ -349,7 +350,7 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             pix_fmt: str | None = None, preset: str | None = None, smooth: bool | None = None,
             drop_late: bool | None = None, queue_size: int = 8, progress: bool | None = None,
             fps: float | None = None, input_format: str | None = None,
-            input_options: dict[str, str] | None = None) -> Report:
+            input_options: dict[str, str] | None = None, task_options: dict[str, Any] | None = None) -> Report:
     """Decode ``src``, run ``task_or_callable`` on its frames and encode the results to ``dst``,
     with decoding, inference and encoding in three threads.
 
@@ -370,6 +371,8 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
         fps: frame rate of an image sequence input.
         input_format, input_options: FFmpeg demuxer name and options (e.g. ``v4l2``,
             ``{"video_size": "1280x720"}``).
+        task_options: further keyword arguments of a task name's processor, e.g.
+            ``{"tile": 0}`` for ``restore`` (whole frames, no tiles).
 
     Returns:
         A :class:`Report`.
@@ -383,7 +386,10 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
         raise ValueError(f"batch must be >= 1, got {batch}")
     if Path(str(src)).resolve() == Path(str(dst)).resolve():
         raise ValueError(f"the output {dst} would overwrite the input")
-    fn = as_frame_fn(task_or_callable, **({"model": model, "backend": backend} if isinstance(task_or_callable, str) else {}))
+    if isinstance(task_or_callable, str):
+        fn = as_frame_fn(task_or_callable, model=model, backend=backend, **(task_options or {}))
+    else:
+        fn = as_frame_fn(task_or_callable, **(task_options or {}))
     reader = VideoReader(src, fps=fps, format=input_format, options=input_options)
     info = reader.info
     drop_late = info.live if drop_late is None else drop_late
