@@ -124,6 +124,27 @@ def test_count_timestamps_rotation_and_audio_are_kept(clip, tmp_path: Path) -> N
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_subtitles_are_copied(tmp_path: Path) -> None:
+    src, dst = tmp_path / "subs.mkv", tmp_path / "out.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("ffv1", rate=10)
+        v.width, v.height, v.pix_fmt = 32, 24, "bgr0"
+        subs = c.add_mux_stream("subrip", time_base=Fraction(1, 1000))
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(picture(i, 32, 24), format="rgb24").reformat(format="bgr0")
+            f.pts, f.time_base = i, Fraction(1, 10)
+            c.mux(v.encode(f))
+            if i % 3 == 0:
+                p = av.Packet(f"line {i}".encode())
+                p.stream, p.time_base, p.pts, p.dts, p.duration = subs, Fraction(1, 1000), i * 100, i * 100, 200
+                c.mux(p)
+        c.mux(v.encode(None))
+    process(src, dst, identity, codec="ffv1")
+    with av.open(str(dst)) as c:
+        got = [(bytes(p), p.pts, p.duration) for p in c.demux(subtitles=0) if p.size]
+    assert got == [(f"line {i}".encode(), i * 100, 200) for i in (0, 3, 6, 9)]
+
+
 def test_variable_frame_rate_is_kept(tmp_path: Path) -> None:
     src, dst = tmp_path / "vfr.mkv", tmp_path / "out.mkv"
     pts = [0, 33, 66, 150, 183, 400, 433, 466, 700, 1000]      # milliseconds, irregular

@@ -347,7 +347,8 @@ def _note(exc: BaseException, text: str) -> None:
 
 def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: int = 4,
             model: str | None = None, backend: str = "auto", codec: str | None = None, crf: int | None = None,
-            pix_fmt: str | None = None, preset: str | None = None, smooth: bool | None = None,
+            pix_fmt: str | None = None, preset: str | None = None, encoder_options: dict[str, str] | None = None,
+            smooth: bool | None = None,
             drop_late: bool | None = None, queue_size: int = 8, progress: bool | None = None,
             fps: float | None = None, input_format: str | None = None,
             input_options: dict[str, str] | None = None, task_options: dict[str, Any] | None = None) -> Report:
@@ -362,7 +363,8 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             :class:`pyfill.Engine`, or ``f(list of RGB uint8 (H, W, 3)) -> list of the same length``.
         batch: frames per model call.
         model, backend: the model name or file and backend for a task name.
-        codec, crf, pix_fmt, preset: encoder settings (see :class:`~pyfill.video.writer.VideoWriter`).
+        codec, crf, pix_fmt, preset, encoder_options: encoder settings (see
+            :class:`~pyfill.video.writer.VideoWriter`; ``encoder_options`` is its ``options``).
         smooth: temporal chroma smoothing; default on for ``colorize``, off otherwise.
         drop_late: drop frames when inference falls behind; default on for live sources (devices
             and rtsp/rtmp/udp/srt/tcp/rtp URLs), off for files, which never lose a frame.
@@ -386,17 +388,22 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
         raise ValueError(f"batch must be >= 1, got {batch}")
     if Path(str(src)).resolve() == Path(str(dst)).resolve():
         raise ValueError(f"the output {dst} would overwrite the input")
-    if isinstance(task_or_callable, str):
-        fn = as_frame_fn(task_or_callable, model=model, backend=backend, **(task_options or {}))
-    else:
-        fn = as_frame_fn(task_or_callable, **(task_options or {}))
     reader = VideoReader(src, fps=fps, format=input_format, options=input_options)
     info = reader.info
+    try:
+        if isinstance(task_or_callable, str):
+            fn = as_frame_fn(task_or_callable, model=model, backend=backend, **(task_options or {}))
+        else:
+            fn = as_frame_fn(task_or_callable, **(task_options or {}))
+    except BaseException:
+        reader.close()
+        raise
     drop_late = info.live if drop_late is None else drop_late
     smoother = ChromaSmoother() if (_is_colorize(task_or_callable) if smooth is None else smooth) else None
     try:
-        writer = VideoWriter(dst, codec=codec, crf=crf, pix_fmt=pix_fmt, preset=preset, rate=info.rate,
-                             time_base=info.time_base, colour=info.colour, copy_streams=reader.copied)
+        writer = VideoWriter(dst, codec=codec, crf=crf, pix_fmt=pix_fmt, preset=preset, options=encoder_options,
+                             rate=info.rate, time_base=info.time_base, colour=info.colour,
+                             copy_streams=reader.copied)
     except BaseException:
         reader.close()
         raise

@@ -16,6 +16,7 @@ from pyfill.video.reader import SEQUENCE_PATTERN
 DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
                   ".webm": "libvpx-vp9", ".avi": "mpeg4"}
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 32, "libvpx": 10, "libsvtav1": 35}
+DEFAULT_OPTIONS = {"libvpx-vp9": {"row-mt": "1", "cpu-used": "4"}}
 DEFAULT_PIX_FMT = {"ffv1": "bgr0", "png": "rgb24", "libvpx": "yuv420p"}
 UNSPECIFIED = {"color_range": 0, "color_primaries": 2, "color_trc": 2, "colorspace": 2}
 
@@ -64,7 +65,8 @@ class VideoWriter:
         pix_fmt: pixel format (default ``yuv420p``; ``bgr0`` for ffv1, ``rgb24`` for png;
             ``yuv444p`` when the frame size is odd and 4:2:0 cannot hold it).
         preset: encoder preset (libx264/libx265: ``ultrafast`` ... ``veryslow``).
-        options: further encoder options (FFmpeg names, string values).
+        options: further encoder options (FFmpeg names, string values); libvpx-vp9 gets
+            ``row-mt=1`` and ``cpu-used=4`` unless given.
         rate: nominal frame rate (default 25).
         time_base: unit of the timestamps given to :meth:`write` (default ``1 / rate``).
         rotation: display rotation to store, degrees counter-clockwise.
@@ -123,7 +125,7 @@ class VideoWriter:
         if supported and pix_fmt not in supported:
             raise ValueError(f"codec {self.codec} cannot store pix_fmt {pix_fmt!r}; it takes {', '.join(supported)}")
         self.pix_fmt = pix_fmt
-        options = dict(self.options)
+        options = {**DEFAULT_OPTIONS.get(self.codec, {}), **self.options}
         if self.crf is not None and self.codec in DEFAULT_CRF:
             options.setdefault("crf", str(self.crf))
             if self.codec.startswith("libvpx"):
