@@ -231,6 +231,15 @@ def test_restore_matches_engine_per_frame(lossless_clip, tmp_path: Path, batch: 
             assert np.abs(o.astype(int) - ref).max() <= 1
 
 
+def test_restore_at_360p_matches_the_whole_frame_engine(tmp_path: Path) -> None:
+    src, dst = tmp_path / "360p.mkv", tmp_path / "out.mkv"
+    images = make_clip(src, n=2, w=640, h=360, codec="ffv1", pix_fmt="bgr0", audio=False)
+    process(src, dst, "restore", codec="ffv1")
+    whole = pyfill.Engine.from_pretrained("restore", tile=0)
+    for img, o in zip(images, decode_all(dst)[0]):
+        np.testing.assert_array_equal(o, whole(img))
+
+
 def test_colorize_without_smoothing_matches_engine_fill(lossless_clip, tmp_path: Path) -> None:
     src, images = lossless_clip
     dst = tmp_path / "colour.mkv"

@@ -24,7 +24,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--task", required=True, choices=TASKS, help="what to do with each frame")
     p.add_argument("--model", help="a shipped model's name or a model file (default: the task's shipped model)")
     p.add_argument("--backend", default="auto", help="backend (default auto)")
-    p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: the model's advice)")
+    p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: whole frames up to "
+                   "1920 x 1080, the model's advice above)")
     p.add_argument("--batch", type=int, default=4, help="frames per model call (default 4)")
     p.add_argument("--codec", help="encoder: libx264 (default for mp4/mkv/mov), libvpx-vp9 (webm), ffv1 (lossless), ...")
     p.add_argument("--crf", type=int, help="quality, lower is better (libx264 default 18, vp9 32)")
