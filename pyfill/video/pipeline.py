@@ -384,8 +384,10 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
 
     Raises:
         FileNotFoundError, ValueError: a missing or unreadable source, an unknown task, bad
-            options. :class:`VideoInterrupted` on Ctrl-C and any error of the model: the frames
-            done before are in ``dst``, a playable file.
+            options (before anything is written).
+        VideoInterrupted: Ctrl-C; the frames done are in ``dst``, a playable file, and the
+            exception's ``report`` counts them. Any other error during the run (the model
+            failing, say) is raised as it is, after ``dst`` was finished the same way.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -401,18 +403,14 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             fn = as_frame_fn(task_or_callable, model=model, backend=backend, **options)
         else:
             fn = as_frame_fn(task_or_callable, **options)
-    except BaseException:
-        reader.close()
-        raise
-    drop_late = info.live if drop_late is None else drop_late
-    smoother = ChromaSmoother() if (_is_colorize(task_or_callable) if smooth is None else smooth) else None
-    try:
         writer = VideoWriter(dst, codec=codec, crf=crf, pix_fmt=pix_fmt, preset=preset, options=encoder_options,
                              rate=info.rate, time_base=info.time_base, colour=info.colour,
                              copy_streams=reader.copied)
     except BaseException:
         reader.close()
         raise
+    drop_late = info.live if drop_late is None else drop_late
+    smoother = ChromaSmoother() if (_is_colorize(task_or_callable) if smooth is None else smooth) else None
     meter_in, meter_out = ChromaMeter(), ChromaMeter()
     report = Report(str(src), None)
     bar = _progress_bar(progress, info.frames, Path(str(dst)).name)

@@ -69,7 +69,8 @@ class VideoWriter:
             ``row-mt=1`` and ``cpu-used=4`` unless given.
         rate: nominal frame rate (default 25).
         time_base: unit of the timestamps given to :meth:`write` (default ``1 / rate``).
-        rotation: display rotation to store, degrees counter-clockwise.
+        rotation: display rotation to store, degrees counter-clockwise (the attribute may be
+            set until the first frame is written).
         colour: ``color_range`` / ``color_primaries`` / ``color_trc`` / ``colorspace`` of the
             source (FFmpeg enum values); RGB is converted to YUV with that matrix and range and
             the stream is tagged with them.
