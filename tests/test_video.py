@@ -481,3 +481,9 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(clip, tmp_path: Path, cap
     src, _ = clip
     process(src, tmp_path / "o.mp4", identity)
     assert capfd.readouterr().err == ""
+
+
+def test_auto_batch_holds_about_a_megapixel() -> None:
+    from pyfill.video import auto_batch
+
+    assert [auto_batch(64, 48), auto_batch(640, 360), auto_batch(1280, 720), auto_batch(3840, 2160)] == [8, 4, 1, 1]

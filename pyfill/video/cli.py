@@ -26,7 +26,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--backend", default="auto", help="backend (default auto)")
     p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: whole frames up to "
                    "1920 x 1080, the model's advice above)")
-    p.add_argument("--batch", type=int, default=4, help="frames per model call (default 4)")
+    p.add_argument("--batch", type=int, help="frames per model call (default: about one megapixel, "
+                   "4 at 640 x 360, 1 at 1280 x 720 and above)")
     p.add_argument("--codec", help="encoder: libx264 (default for mp4/mkv/mov), libvpx-vp9 (webm), ffv1 (lossless), ...")
     p.add_argument("--crf", type=int, help="quality, lower is better (libx264 default 18, vp9 32)")
     p.add_argument("--pix-fmt", help="pixel format (default yuv420p; bgr0 for ffv1)")

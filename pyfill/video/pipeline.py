@@ -21,6 +21,7 @@ from pyfill.video.writer import VideoWriter
 FrameFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 TASKS = ("restore", "colorize", "generate", "swap")
 WHOLE_FRAME_PIXELS = 1920 * 1080
+BATCH_PIXELS = 1 << 20
 _END = object()
 _POLL_S = 0.1
 
@@ -346,7 +347,14 @@ def _note(exc: BaseException, text: str) -> None:
         exc.add_note(text)
 
 
-def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: int = 4,
+def auto_batch(width: int, height: int) -> int:
+    """Frames per model call when none is given: as many as make about one megapixel, 1 to 8
+    (4 at 640 x 360, 1 at 1280 x 720 and above). Larger batches of large frames ran slower per
+    frame on the CPU (memory traffic)."""
+    return max(1, min(8, BATCH_PIXELS // max(width * height, 1)))
+
+
+def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: int | None = None,
             model: str | None = None, backend: str = "auto", codec: str | None = None, crf: int | None = None,
             pix_fmt: str | None = None, preset: str | None = None, encoder_options: dict[str, str] | None = None,
             smooth: bool | None = None,
@@ -362,7 +370,7 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             name and renamed when finished.
         task_or_callable: ``restore`` | ``colorize`` | ``generate`` | ``swap``, a
             :class:`pyfill.Engine`, or ``f(list of RGB uint8 (H, W, 3)) -> list of the same length``.
-        batch: frames per model call.
+        batch: frames per model call (default :func:`auto_batch` of the frame size).
         model, backend: the model name or file and backend for a task name.
         codec, crf, pix_fmt, preset, encoder_options: encoder settings (see
             :class:`~pyfill.video.writer.VideoWriter`; ``encoder_options`` is its ``options``).
@@ -389,7 +397,7 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             exception's ``report`` counts them. Any other error during the run (the model
             failing, say) is raised as it is, after ``dst`` was finished the same way.
     """
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if Path(str(src)).resolve() == Path(str(dst)).resolve():
         raise ValueError(f"the output {dst} would overwrite the input")
@@ -416,7 +424,8 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
     bar = _progress_bar(progress, info.frames, Path(str(dst)).name)
     failure: BaseException | None = None
     start = time.perf_counter()
-    stages = Stages(reader.items(), fn, batch=batch, queue_size=queue_size, drop_late=drop_late,
+    stages = Stages(reader.items(), fn, batch=batch or auto_batch(info.width, info.height),
+                    queue_size=queue_size, drop_late=drop_late,
                     post=smoother, on_input=meter_in.add)
     first_pts: int | None = None
     try:
