@@ -393,7 +393,7 @@ def test_drop_late_drops_counts_and_keeps_order(clip, tmp_path: Path) -> None:
     src, _ = clip
 
     def slow(batch: list[np.ndarray]) -> list[np.ndarray]:
-        time.sleep(0.05)
+        time.sleep(0.2)
         return identity(batch)
 
     report = process(src, tmp_path / "out.mp4", slow, batch=2, queue_size=2, drop_late=True)
