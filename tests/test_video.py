@@ -53,7 +53,7 @@ def make_clip(path: Path, *, n: int = 30, w: int = 64, h: int = 48, fps: int = 3
         if audio:
             a = c.add_stream("aac", rate=48000)
             a.layout = "mono"
-        for img, p in zip(images, pts):
+        for img, p in zip(images, pts, strict=True):
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             if pix_fmt != "rgb24":
                 f = f.reformat(format=pix_fmt, dst_colorspace=(colour or {}).get("colorspace"),
@@ -119,7 +119,7 @@ def test_count_timestamps_rotation_and_audio_are_kept(clip, tmp_path: Path) -> N
     assert audio_packets(dst) == audio_packets(src)          # byte-equal, same times
     assert len(audio_packets(src)) > 40
     # H.264 at CRF 18 of an identity pass: close to the decoded input
-    diffs = [np.abs(a.astype(int) - b).mean() for a, b in zip(in_frames, out_frames)]
+    diffs = [np.abs(a.astype(int) - b).mean() for a, b in zip(in_frames, out_frames, strict=True)]
     assert max(diffs) < 4.0
     assert not list(tmp_path.glob(".*partial*"))
 
@@ -166,7 +166,7 @@ def test_colour_tags_and_matrix_are_kept(tmp_path: Path) -> None:
     out, _ = decode_all(dst)
     with av.open(str(dst)) as c:
         out709 = [f.to_ndarray(format="rgb24", src_colorspace=1, src_color_range=1) for f in c.decode(video=0)]
-    for img, o in zip(images, out709):
+    for img, o in zip(images, out709, strict=True):
         assert np.abs(img.astype(int) - o).max() <= 3
     assert len(out) == 6
 
@@ -203,13 +203,13 @@ def test_image_sequences_in_and_out(tmp_path: Path) -> None:
     assert report.frames_out == 7
     written = sorted((tmp_path / "out").glob("frame_*.png"))
     assert [p.name for p in written] == [f"frame_{i:05d}.png" for i in range(1, 8)]
-    for img, p in zip(images, written):
+    for img, p in zip(images, written, strict=True):
         np.testing.assert_array_equal(np.asarray(Image.open(p).convert("RGB")), 255 - img)
     # a sequence in, a lossless video out, at the frame rate asked for
     video = tmp_path / "seq.mkv"
     process(folder / "frame_%05d.png", video, identity, codec="ffv1", fps=10)
     decoded, times = decode_all(video)
-    for img, d in zip(images, decoded):
+    for img, d in zip(images, decoded, strict=True):
         np.testing.assert_array_equal(d, img)
     assert times == pytest.approx([i / 10 for i in range(7)])
 
@@ -224,7 +224,7 @@ def test_restore_matches_engine_per_frame(lossless_clip, tmp_path: Path, batch: 
     reference = [engine(img) for img in images]
     out, _ = decode_all(dst)
     assert report.frames_out == len(out) == len(images)
-    for ref, o in zip(reference, out):
+    for ref, o in zip(reference, out, strict=True):
         if batch == 1:
             np.testing.assert_array_equal(o, ref)
         else:                                                 # batched inference: float summation order
@@ -236,7 +236,7 @@ def test_restore_at_360p_matches_the_whole_frame_engine(tmp_path: Path) -> None:
     images = make_clip(src, n=2, w=640, h=360, codec="ffv1", pix_fmt="bgr0", audio=False)
     process(src, dst, "restore", codec="ffv1")
     whole = pyfill.Engine.from_pretrained("restore", tile=0)
-    for img, o in zip(images, decode_all(dst)[0]):
+    for img, o in zip(images, decode_all(dst)[0], strict=True):
         np.testing.assert_array_equal(o, whole(img))
 
 
@@ -246,7 +246,7 @@ def test_colorize_without_smoothing_matches_engine_fill(lossless_clip, tmp_path:
     process(src, dst, "colorize", batch=1, codec="ffv1", smooth=False)
     engine = pyfill.Engine.from_pretrained("colorize")
     out, _ = decode_all(dst)
-    for img, o in zip(images, out):
+    for img, o in zip(images, out, strict=True):
         np.testing.assert_array_equal(o, engine(img)["fill"])
 
 
@@ -255,7 +255,7 @@ def test_engine_object_and_stream_api(lossless_clip) -> None:
     engine = pyfill.Engine.from_pretrained("restore")
     got = list(stream(engine, iter(images), batch=5))
     assert len(got) == len(images)
-    for img, g in zip(images, got):
+    for img, g in zip(images, got, strict=True):
         assert np.abs(g.astype(int) - engine(img)).max() <= 1
 
 
@@ -263,7 +263,7 @@ def test_frames_iterator(lossless_clip) -> None:
     src, images = lossless_clip
     got = list(frames(src))
     assert len(got) == len(images)
-    for img, g in zip(images, got):
+    for img, g in zip(images, got, strict=True):
         assert g.dtype == np.uint8 and g.shape == (48, 64, 3)
         np.testing.assert_array_equal(g, img)
 
@@ -439,12 +439,12 @@ def test_smoothing_lowers_flicker_and_resets_at_a_cut() -> None:
     # no ghost of scene A after the cut: identical to smoothing scene B alone
     fresh = ChromaSmoother()
     reference = [fresh(f) for f in scene_b]
-    for got, ref in zip(smoothed[12:], reference):
+    for got, ref in zip(smoothed[12:], reference, strict=True):
         np.testing.assert_array_equal(got, ref)
     # luma is left alone (within rounding)
     from pyfill.video.flicker import to_ycbcr
 
-    for got, raw in zip(smoothed, scene_a + scene_b):
+    for got, raw in zip(smoothed, scene_a + scene_b, strict=True):
         assert np.abs(to_ycbcr(got)[..., 0] - to_ycbcr(raw)[..., 0]).max() <= 1.5
 
 

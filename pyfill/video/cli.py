@@ -17,18 +17,19 @@ def add_parser(subparsers: Any) -> None:
         "three threads) and write OUT with the input's timestamps, rotation, colour tags, audio and "
         "subtitles. The output is written under a temporary name and renamed when done; Ctrl-C "
         "keeps the frames done so far as a playable file.")
-    p.add_argument("input", metavar="IN", help="video file, image sequence pattern (frames/frame_%%05d.png), "
-                   "/dev/video0 or a URL (rtsp://, http://, ...)")
+    p.add_argument("input", metavar="IN", help="video file, image sequence pattern "
+                   "(frames/frame_%%05d.png), /dev/video0 or a URL (rtsp://, http://, ...)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output video file (.mp4, .mkv, .webm, .mov) or image sequence pattern (out/frame_%%05d.png)")
     p.add_argument("--task", required=True, choices=TASKS, help="what to do with each frame")
     p.add_argument("--model", help="a shipped model's name or a model file (default: the task's shipped model)")
     p.add_argument("--backend", default="auto", help="backend (default auto)")
-    p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: whole frames up to "
-                   "1920 x 1080, the model's advice above)")
+    p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: "
+                   "whole frames up to 1920 x 1080, the model's advice above)")
     p.add_argument("--batch", type=int, help="frames per model call (default: about one megapixel, "
                    "4 at 640 x 360, 1 at 1280 x 720 and above)")
-    p.add_argument("--codec", help="encoder: libx264 (default for mp4/mkv/mov), libvpx-vp9 (webm), ffv1 (lossless), ...")
+    p.add_argument("--codec", help="encoder: libx264 (default for mp4/mkv/mov), libvpx-vp9 (webm), "
+                   "ffv1 (lossless), ...")
     p.add_argument("--crf", type=int, help="quality, lower is better (libx264 default 18, vp9 32)")
     p.add_argument("--pix-fmt", help="pixel format (default yuv420p; bgr0 for ffv1)")
     p.add_argument("--preset", help="encoder preset (libx264: ultrafast ... veryslow)")

@@ -265,7 +265,7 @@ class Stages:
                 if not batch:
                     break
                 outs = _check_outputs(self.fn([f.image for f in batch]), len(batch))
-                for f, out in zip(batch, outs):
+                for f, out in zip(batch, outs, strict=True):
                     if self.post is not None:
                         out = self.post(out)
                     self._put(self._out, Frame(out, f.pts, f.time_base, f.index))
