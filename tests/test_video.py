@@ -4,6 +4,7 @@ frame, through lossless FFV1 where they must match exactly."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -344,6 +345,34 @@ def test_interrupt_leaves_a_playable_file(clip, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_ctrl_c_in_the_main_thread_leaves_a_playable_file(clip, tmp_path: Path) -> None:
+    import signal
+    import threading
+    import time
+
+    src, _ = clip
+    dst = tmp_path / "out.mp4"
+    calls = []
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+
+    def slow(batch: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append(len(batch))
+        if len(calls) == 4:                                    # Ctrl-C while the main thread encodes/waits
+            timer.start()
+        time.sleep(0.1)
+        return identity(batch)
+
+    try:
+        with pytest.raises(VideoInterrupted, match="interrupted") as info:
+            process(src, dst, slow, batch=2)
+    finally:
+        timer.cancel()
+    done = info.value.report.frames_out
+    assert 0 < done < 40
+    assert len(decode_all(dst)[0]) == done
+    assert not list(tmp_path.glob(".*partial*"))
+
+
 def test_model_error_keeps_the_frames_done(clip, tmp_path: Path) -> None:
     src, _ = clip
     dst = tmp_path / "out.mkv"
@@ -477,10 +506,13 @@ def test_colorize_smooths_by_default_and_reports_flicker(clip, tmp_path: Path) -
     assert on.flicker == pytest.approx(on.chroma_change_out - on.chroma_change_in)
 
 
-def test_no_progress_bar_when_stderr_is_not_a_terminal(clip, tmp_path: Path, capfd) -> None:
+def test_progress_bar_only_when_asked_or_on_a_terminal(clip, tmp_path: Path, capfd) -> None:
     src, _ = clip
-    process(src, tmp_path / "o.mp4", identity)
+    process(src, tmp_path / "o.mp4", identity)                 # stderr is captured: not a terminal
     assert capfd.readouterr().err == ""
+    process(src, tmp_path / "o.mp4", identity, progress=True)
+    err = capfd.readouterr().err
+    assert "40/40" in err and "frame/s" in err
 
 
 def test_auto_batch_holds_about_a_megapixel() -> None:
