@@ -434,6 +434,39 @@ def test_drop_late_drops_counts_and_keeps_order(clip, tmp_path: Path) -> None:
     assert times == sorted(times) and set(np.round(times, 6)) <= set(np.round(in_times, 6))
 
 
+def test_http_url(clip, tmp_path: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    src, _ = clip
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(src.parent))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        report = process(f"http://127.0.0.1:{server.server_port}/{src.name}", tmp_path / "out.mp4", identity)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report.frames_out == 40 and report.dropped == 0
+    assert audio_packets(tmp_path / "out.mp4") == audio_packets(src)
+
+
+def test_capture_formats_are_live_and_drop_late_by_default(tmp_path: Path) -> None:
+    import time
+
+    def slow(batch: list[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(0.2)
+        return identity(batch)
+
+    # FFmpeg's lavfi test source stands in for a camera (a device format, no file)
+    report = process("testsrc=size=64x48:rate=30:duration=2", tmp_path / "cam.mp4", slow, batch=2, queue_size=2,
+                     input_format="lavfi")
+    assert report.frames_in == 60 and report.dropped > 0
+    assert report.frames_out + report.dropped == 60
+    assert len(decode_all(tmp_path / "cam.mp4")[0]) == report.frames_out
+
+
 # ---- flicker ---------------------------------------------------------------------------------
 def test_chroma_change_matches_opencv() -> None:
     cv2 = pytest.importorskip("cv2")

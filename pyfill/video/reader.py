@@ -17,6 +17,7 @@ import numpy as np
 
 from pyfill._core import require
 
+CAPTURE_FORMATS = ("v4l2", "video4linux2", "avfoundation", "dshow", "x11grab", "gdigrab", "kmsgrab", "fbdev", "lavfi")
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
 SEQUENCE_PATTERN = re.compile(r"%0?\d*d")
 COPIED_KINDS = ("audio", "subtitle")
@@ -101,7 +102,7 @@ def _check_exists(src: str, kind: str) -> None:
         regex = re.compile(SEQUENCE_PATTERN.sub(r"\\d+", re.escape(Path(src).name)))
         if not folder.is_dir() or not any(regex.fullmatch(p.name) for p in folder.iterdir()):
             raise FileNotFoundError(f"no image files match the sequence pattern {src}")
-    if kind == "device" and not Path(src).exists():
+    if kind == "device" and src.startswith("/dev/") and not Path(src).exists():
         raise FileNotFoundError(f"video device not found: {src}")
 
 
@@ -112,7 +113,9 @@ class VideoReader:
         src: a video file (mp4, mkv, webm, mov, ...), an image sequence pattern such as
             ``frames/frame_%05d.png``, a V4L2 device (``/dev/video0``) or a URL (rtsp, http, ...).
         fps: frame rate of an image sequence (FFmpeg's default is 25); ignored for other sources.
-        format: FFmpeg input format to force (e.g. ``v4l2``, ``avfoundation``, ``dshow``).
+        format: FFmpeg input format to force. A capture format (``v4l2``, ``avfoundation``,
+            ``dshow``, ``x11grab``, ``lavfi``, ...) makes ``src`` a device name or filter graph
+            for it and the source live.
         options: FFmpeg demuxer options, e.g. ``{"rtsp_transport": "tcp"}`` or
             ``{"video_size": "1280x720"}`` for a webcam.
         timeout: seconds to wait when opening and reading network streams.
@@ -126,7 +129,7 @@ class VideoReader:
                  options: dict[str, str] | None = None, timeout: float | None = 10.0) -> None:
         av = _av()
         self.src = str(src)
-        self.kind = source_kind(self.src)
+        self.kind = "device" if format in CAPTURE_FORMATS else source_kind(self.src)
         _check_exists(self.src, self.kind)
         opts = dict(options or {})
         if self.kind == "images" and fps is not None:
