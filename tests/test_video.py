@@ -291,6 +291,23 @@ def test_every_task_runs(lossless_clip, tmp_path: Path) -> None:
         process(src, tmp_path / "swapped.mp4", "swap")
 
 
+def test_generate_fallback_snaps_frames_to_the_legend() -> None:
+    from pyfill.video.pipeline import _legend_fn
+
+    engine = pyfill.Engine.from_pretrained("generate")
+    palette = engine.manifest.inputs[0].palette
+    exact = np.zeros((48, 64, 3), np.uint8)
+    exact[:] = palette[0]
+    exact[30:] = palette[6]
+    noisy = np.clip(exact.astype(int) + np.random.default_rng(0).integers(-6, 7, exact.shape), 0, 255).astype(np.uint8)
+    fn = _legend_fn(engine)
+    a, b = fn([exact, noisy])
+    np.testing.assert_array_equal(a, b)
+    labels = np.zeros((48, 64), np.int64)
+    labels[30:] = 6
+    assert np.abs(a.astype(int) - engine(labels=labels)).max() <= 1     # batch of 2 vs one call
+
+
 # ---- damage, interruption, errors ---------------------------------------------------------
 def test_truncated_file_processes_up_to_the_damage(tmp_path: Path) -> None:
     src = tmp_path / "full.mkv"
