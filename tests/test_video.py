@@ -260,6 +260,13 @@ def test_engine_object_and_stream_api(lossless_clip) -> None:
         assert np.abs(g.astype(int) - engine(img)).max() <= 1
 
 
+def test_stream_checks_its_arguments_at_once() -> None:
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        stream(identity, [], batch=0)
+    with pytest.raises(TypeError, match="a task name, an Engine or a callable"):
+        stream(42, [])
+
+
 def test_frames_iterator(lossless_clip) -> None:
     src, images = lossless_clip
     got = list(frames(src))

@@ -316,6 +316,11 @@ def stream(engine_or_callable: Any, frames: Iterable[np.ndarray], batch: int = 4
     fn = as_frame_fn(engine_or_callable)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    return _stream(fn, frames, batch, smooth, queue_size)
+
+
+def _stream(fn: FrameFn, frames: Iterable[np.ndarray], batch: int, smooth: bool,
+            queue_size: int) -> Iterator[np.ndarray]:
     items = (Frame(image, None, None, i) for i, image in enumerate(frames))
     stages = Stages(items, fn, batch=batch, queue_size=queue_size, drop_late=False,
                     post=ChromaSmoother() if smooth else None)
