@@ -311,7 +311,11 @@ class Pipeline:
                 raise ValueError("Pipeline.apply: float input contains NaN")
             arr = np.ascontiguousarray(arr)
             return back(_C.degrade_apply_pipeline(arr, *_encode(records)))
-        out = [apply_steps(batch[i], records[i]) for i in range(shape[0])]
+        _ops._check_layout(shape, np.dtype(str(batch.dtype).replace("torch.", "")), "Pipeline.apply")
+        if str(batch.dtype).endswith("float32") and _ops.has_nan(batch):
+            raise ValueError("Pipeline.apply: float input contains NaN")
+        with _ops.assume_finite():  # checked once above: no host synchronisation per step
+            out = [apply_steps(batch[i], records[i]) for i in range(shape[0])]
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(batch, torch.Tensor):
             return torch.stack(out)

@@ -185,7 +185,7 @@ def test_resume_continues_exactly_and_writes_a_checkpoint(tmp_path: Path) -> Non
     assert [int(r["step"]) for r in H.read_csv_log(out / "log.csv")] == [1, 2, 3, 4]
     for name in ("losses.png", "samples_000004.png", "generate.safetensors", "generate.json", "state.safetensors"):
         assert (out / name).is_file(), name
-    from pyfill.engine.manifest import Manifest
+    from pyfill.manifest import Manifest
 
     m = Manifest.load(out / "generate.json")
     assert m.family == "spade" and m.config["size"] == 32
@@ -197,7 +197,7 @@ def test_training_on_a_folder_carries_its_legend_into_the_checkpoint(tmp_path: P
     _write_folder(tmp_path / "data", n=2)
     result = G.train(tiny_config(tmp_path / "run", "data.source=folder", f"data.folder={tmp_path / 'data'}",
                                  "max_steps=1", "sample_every=1"))
-    from pyfill.engine.manifest import Manifest
+    from pyfill.manifest import Manifest
 
     m = Manifest.load(tmp_path / "run" / "generate.json")
     assert result["steps"] == 1 and m.config["classes"] == 3

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyfill.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
 from pyfill.models.blocks import UNetBody, patch_discriminator
 
@@ -174,8 +174,8 @@ def _manifest(config: dict[str, Any], task: str) -> Manifest:
             TensorSpec("fill", "image", 3, "rgb", (0.0, 1.0)),
             TensorSpec("realness", "vector", 1, "none", (0.0, 1.0), length=1),
         ],
-        size={"multiple_of": m, "min_size": m, "fixed": None},
-        tiling={"supported": False, "tile": 512, "overlap": 32},
+        size=SizeRequirements(multiple_of=m, min_size=m),
+        tiling=Tiling(supported=False, tile=512, overlap=32),
         fp16=False,
     )
 

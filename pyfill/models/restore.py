@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyfill.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
 from pyfill.models.blocks import UNetBody, patch_discriminator
 
@@ -38,7 +38,7 @@ class RestoreGenerator(UNetBody):
         self.head = nn.Conv2d(self.width, 3, 3, 1, 1)
         # A zero correction at the start: an untrained G is the identity.
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # the conv has a bias
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return (image + self.head(self.features(image * 2.0 - 1.0))).clamp(0.0, 1.0)
@@ -117,8 +117,8 @@ def _restore_manifest(config: dict[str, Any], task: str) -> Manifest:
         config=config,
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
         outputs=[TensorSpec("restored", "image", 3, "rgb", (0.0, 1.0))],
-        size={"multiple_of": m, "min_size": m, "fixed": None},
-        tiling={"supported": True, "tile": 256, "overlap": 32},
+        size=SizeRequirements(multiple_of=m, min_size=m),
+        tiling=Tiling(supported=True, tile=256, overlap=32),
         fp16=True,
     )
 
@@ -131,8 +131,8 @@ def _quality_manifest(config: dict[str, Any], task: str) -> Manifest:
         config=config,
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
         outputs=[TensorSpec("logits", "vector", 3, "none", (-1e4, 1e4), length=len(QUALITY_CLASSES))],
-        size={"multiple_of": m, "min_size": m, "fixed": None},
-        tiling={"supported": False, "tile": 512, "overlap": 32},
+        size=SizeRequirements(multiple_of=m, min_size=m),
+        tiling=Tiling(supported=False, tile=512, overlap=32),
         fp16=False,
     )
 

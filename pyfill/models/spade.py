@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyfill.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
 
 
@@ -186,8 +186,8 @@ def _manifest(config: dict[str, Any], task: str) -> Manifest:
                        derive=derive),
         ],
         outputs=[TensorSpec("image", "image", 3, "rgb", (-1.0, 1.0))],
-        size={"multiple_of": size, "min_size": size, "fixed": [size, size]},
-        tiling={"supported": False, "tile": size, "overlap": 0},
+        size=SizeRequirements(multiple_of=size, min_size=size, fixed=(size, size), resize="stretch"),
+        tiling=Tiling(supported=False, tile=size, overlap=0),
         fp16=True,
     )
 
