@@ -95,39 +95,18 @@ def _engine_fn(engine: Any) -> FrameFn:
     return lambda batch: [_first_image(r) for r in engine(list(batch))]
 
 
-def _legend_fn(engine: Any) -> FrameFn:
-    """Frames read as colour-coded label maps: each pixel takes the nearest legend colour."""
-    spec = next(s for s in engine.manifest.inputs if s.kind == "labels")
-    palette = np.asarray(spec.palette, dtype=np.int32)
-
-    def run(batch: list[np.ndarray]) -> list[np.ndarray]:
-        labels = [np.argmin(((f[..., None, :].astype(np.int32) - palette) ** 2).sum(-1), axis=-1) for f in batch]
-        return [_first_image(r) for r in engine(labels=labels)]
-
-    return run
-
-
 def task_processor(task: str, *, model: str | None = None, backend: str = "auto", **options: Any) -> FrameFn:
-    """The frame function of a task name (``restore``, ``colorize``, ``generate``, ``swap``):
-    :func:`pyfill.tasks.frame_processor` where this pyfill has it; otherwise an Engine on the
-    shipped model (``model`` overrides it) applied per batch (``colorize``: its ``fill``;
-    ``generate``: each frame read as a colour-coded label map, nearest legend colour).
-    ``options`` are the task's further keyword arguments (e.g. ``tile`` for restore)."""
+    """The frame function of a task name: :func:`pyfill.tasks.frame_processor` with ``model``
+    (default: the task's shipped model), ``backend`` and the task's further keyword arguments
+    ``options`` (e.g. ``tile`` for restore)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    options = {"backend": backend, **({"model": model} if model else {}), **options}
-    try:
-        from pyfill.tasks import frame_processor
-    except ImportError:
-        frame_processor = None
-    if frame_processor is not None:
-        return frame_processor(task, **options)
-    if task == "swap":
-        raise ValueError("task 'swap' needs face swapping, which this pyfill does not include yet")
-    from pyfill.engine import Engine
+    from pyfill.tasks import TASK_NAMES, frame_processor
 
-    engine = Engine(options.pop("model", task), **options)
-    return _legend_fn(engine) if task == "generate" else _engine_fn(engine)
+    if task not in TASK_NAMES:
+        raise ValueError(f"task {task!r} has no model in this version of pyfill "
+                         f"(available: {', '.join(TASK_NAMES)})")
+    return frame_processor(task, backend=backend, **({"model": model} if model else {}), **options)
 
 
 def as_frame_fn(task_or_callable: Any, **task_options: Any) -> FrameFn:

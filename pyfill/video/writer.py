@@ -34,10 +34,10 @@ def default_codec(dst: str | Path) -> str:
     if SEQUENCE_PATTERN.search(Path(str(dst)).name):
         return "png" if suffix == ".png" else {".jpg": "mjpeg", ".jpeg": "mjpeg"}.get(suffix, "png")
     codec = DEFAULT_CODECS.get(suffix)
-    if codec in av.codecs_available:
+    if codec is not None and codec in av.codecs_available:
         return codec
     with av.open(os.devnull, "w", format=_format_for(dst)) as probe:
-        return probe.default_video_codec
+        return str(probe.default_video_codec)
 
 
 def _format_for(dst: str | Path) -> str | None:
