@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 
 import pyfill  # noqa: E402
+from pyfill.tasks import frame_processor  # noqa: E402
 from pyfill.video import process  # noqa: E402
 from pyfill.video.samples import write_test_clip  # noqa: E402
 
@@ -32,13 +34,22 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def engines() -> dict[str, pyfill.Engine]:
-    made = {"restore": pyfill.Engine.from_pretrained("restore"),
-            "restore tile=0": pyfill.Engine.from_pretrained("restore", tile=0),
-            "colorize": pyfill.Engine.from_pretrained("colorize")}
-    for engine in made.values():                      # first call per frame size outside the timing
+def engines() -> dict[str, Any]:
+    """The naive loop's Engines (defaults, what a user writes; restore also with tile=0) and the
+    frame functions process() builds for a task name (pyfill.tasks.frame_processor: static
+    shapes; restore with tile=0 up to 1080p), built once so that no run times a construction."""
+    made: dict[str, Any] = {"restore": pyfill.Engine.from_pretrained("restore"),
+                            "restore tile=0": pyfill.Engine.from_pretrained("restore", tile=0),
+                            "colorize": pyfill.Engine.from_pretrained("colorize"),
+                            "task restore": frame_processor("restore", tile=0),
+                            "task colorize": frame_processor("colorize")}
+    for name, run in made.items():                   # first call per frame size outside the timing
         for w, h in SIZES.values():
-            engine(np.zeros((h, w, 3), np.uint8))
+            frame = np.zeros((h, w, 3), np.uint8)
+            if name.startswith("task"):
+                run([frame])
+            else:
+                run(frame)
     return made
 
 
@@ -63,13 +74,13 @@ def naive_loop(src: Path, dst: Path, engine: pyfill.Engine) -> int:
     return n
 
 
-# pyfill.video.process("restore") runs frames up to 1080p whole (tile=0); it is given that same
-# Engine here so that no run times an Engine's construction. The naive loop is timed with the
-# Engine's default (tiles above 512 px, what a user gets) and with tile=0, to show which part of
-# the difference is whole-frame inference and which is the pipeline.
+# process() gets the frame function it builds for the task name (colorize: smoothing on, its
+# default for that task). The naive loop is timed with the Engine's defaults (tiles above 512 px,
+# what a user gets) and with tile=0, to show which part of the difference is whole-frame
+# inference and which is the rest.
 METHODS = [("restore", "naive cv2 loop", "restore"), ("restore", "naive cv2 loop, Engine tile=0", "restore tile=0"),
-           ("restore", "pyfill.video.process", "restore tile=0"),
-           ("colorize", "naive cv2 loop", "colorize"), ("colorize", "pyfill.video.process", "colorize")]
+           ("restore", "pyfill.video.process", "task restore"),
+           ("colorize", "naive cv2 loop", "colorize"), ("colorize", "pyfill.video.process", "task colorize")]
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -79,7 +90,8 @@ def test_video_fps(benchmark, ratios, clips, engines, tmp_path, size, task, meth
     if method.startswith("naive"):
         run = lambda: naive_loop(src, tmp_path / "naive.mp4", engine)  # noqa: E731
     else:
-        run = lambda: process(src, tmp_path / "pyfill.mp4", engine, progress=False).frames_out  # noqa: E731
+        run = lambda: process(src, tmp_path / "pyfill.mp4", engine, progress=False,  # noqa: E731
+                              smooth=task == "colorize").frames_out
     frames = benchmark.pedantic(run, rounds=2 if size == "360p" else 1, warmup_rounds=0)
     assert frames == FRAMES
     benchmark.extra_info["fps"] = FRAMES / benchmark.stats.stats.mean if benchmark.stats else None
