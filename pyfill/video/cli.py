@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
                    "ffv1 (lossless), ...")
     p.add_argument("--crf", type=int, help="quality, lower is better (libx264 default 18, vp9 32)")
     p.add_argument("--pix-fmt", help="pixel format (default yuv420p; bgr0 for ffv1)")
-    p.add_argument("--preset", help="encoder preset (libx264: ultrafast ... veryslow)")
+    p.add_argument("--preset", help="encoder preset (libx264: ultrafast ... veryslow; default veryfast)")
     p.add_argument("--fps", type=float, help="frame rate of an image sequence input (default 25)")
     p.add_argument("--no-smooth", action="store_true", help="no temporal chroma smoothing (on by default for colorize)")
     p.add_argument("--drop-late", action="store_true",
