@@ -33,6 +33,7 @@ class Backend:
     name = "base"
     device = "cpu"
     precision = "fp32"
+    max_batch: int | None = None  # a model exported with a fixed batch size takes at most this many
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
@@ -71,6 +72,8 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.providers = self.session.get_providers()
         self.input_names = [i.name for i in self.session.get_inputs()]
+        batch = self.session.get_inputs()[0].shape[0] if self.session.get_inputs()[0].shape else None
+        self.max_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         return self.session.run(None, {k: feeds[k] for k in self.input_names})
@@ -102,6 +105,8 @@ class OpenVINOBackend(Backend):
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self._core, self._config = core, config
         self._dynamic = any(p.get_partial_shape().is_dynamic for p in self.model.inputs)
+        first = self.model.inputs[0].get_partial_shape()
+        self.max_batch = first[0].get_length() if first.rank.is_static and first[0].is_static else None
         self.static_shapes = static_shapes and self._dynamic
         self._static: OrderedDict[tuple, Any] = OrderedDict()  # input shapes -> compiled static model
         self._compile_lock = threading.Lock()
