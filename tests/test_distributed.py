@@ -1,0 +1,183 @@
+"""Ray batch inference on a local two-CPU Ray instance: outputs equal the single-process CLI's
+files and ``pyfill.restore`` pixel for pixel, a killed worker loses no item, a rerun does no work."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pyfill
+from pyfill.cli import build_parser, main
+from pyfill.images import read_image, write_image
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+from pyfill.distributed import list_images, map_images, read_manifest, resolve_filesystem, run_cli_on_ray  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _images(folder: Path, n_rgb: int, size: tuple[int, int] = (48, 64)) -> list[Path]:
+    """RGB PNGs in two sub-folders, plus a gray PNG, an RGBA PNG, a 16-bit PNG and a JPEG."""
+    rng = np.random.default_rng(7)
+    h, w = size
+    paths = []
+    for i in range(n_rgb):
+        paths.append(write_image(folder / f"part{i % 2}" / f"rgb{i:03d}.png", rng.integers(0, 256, (h, w, 3), np.uint8)))
+    paths.append(write_image(folder / "gray.png", rng.integers(0, 256, (h, w), np.uint8)))
+    paths.append(write_image(folder / "alpha.png", rng.integers(0, 256, (h, w, 4), np.uint8)))
+    paths.append(write_image(folder / "deep.png", rng.integers(0, 65536, (h, w, 3), np.uint16)))
+    paths.append(write_image(folder / "photo.jpg", rng.integers(0, 256, (h + 8, w, 3), np.uint8)))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def mapped(cluster, tmp_path_factory: pytest.TempPathFactory):
+    """One Ray run over a mixed folder: (inputs folder, Ray output folder, report)."""
+    root = tmp_path_factory.mktemp("ray")
+    _images(root / "in", n_rgb=9)
+    report = map_images(root / "in", root / "out", "restore", batch_size=3, progress=False)
+    return root / "in", root / "out", report
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and "_pyfill" not in p.parts)
+
+
+def test_outputs_equal_the_single_process_cli_file_by_file(mapped, tmp_path: Path) -> None:
+    src, out, report = mapped
+    assert (report.total, report.done, report.failed, report.skipped) == (13, 13, 0, 0)
+    assert main(["restore", str(src), "-o", str(tmp_path / "cli")]) == 0
+    assert _files(out) == _files(tmp_path / "cli")
+    assert "deep.png" in _files(out) and "photo.jpg" in _files(out)
+    for rel in _files(out):
+        assert (out / rel).read_bytes() == (tmp_path / "cli" / rel).read_bytes(), rel
+        if rel.endswith(".png"):
+            assert np.array_equal(read_image(out / rel), pyfill.restore(read_image(src / rel))), rel
+
+
+def test_manifest_records_each_item_once(mapped) -> None:
+    src, out, _ = mapped
+    rows = read_manifest(out)
+    assert sorted(r["rel"] for r in rows) == _files(src)
+    assert {r["status"] for r in rows} == {"ok"} and all(r["worker"] and r["seconds"] > 0 for r in rows)
+    assert all((out / r["output"]).is_file() for r in rows)
+
+
+def test_rerun_does_no_work_and_redoes_a_changed_input(mapped, tmp_path: Path) -> None:
+    src, out, _ = mapped
+    stamps = {rel: (out / rel).stat().st_mtime_ns for rel in _files(out)}
+    again = map_images(src, out, "restore", batch_size=3, progress=False)
+    assert (again.done, again.skipped, again.workers) == (0, 13, 0)
+    assert {rel: (out / rel).stat().st_mtime_ns for rel in _files(out)} == stamps
+
+    changed = src / "part0" / "rgb000.png"
+    new = np.full((48, 64, 3), 90, np.uint8)
+    write_image(changed, new)
+    third = map_images(src, out, "restore", batch_size=3, progress=False)
+    assert (third.done, third.skipped) == (1, 12)
+    assert np.array_equal(read_image(out / "part0" / "rgb000.png"), pyfill.restore(new))
+
+
+def test_a_killed_worker_loses_no_item(cluster, tmp_path: Path) -> None:
+    _images(tmp_path / "in", n_rgb=36, size=(96, 128))
+    result: dict = {}
+
+    def run() -> None:
+        result["report"] = map_images(tmp_path / "in", tmp_path / "out", "restore", batch_size=2,
+                                      progress=False, manifest_every=1)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and thread.is_alive() and time.monotonic() < deadline:
+        rows = read_manifest(tmp_path / "out")
+        if rows:
+            killed = int(rows[0]["worker"].rsplit(":", 1)[1])
+            done_when_killed = len(rows)
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    thread.join(timeout=300)
+    assert killed is not None and done_when_killed < 40, "the run ended before a worker could be killed"
+    report = result["report"]
+    assert (report.done, report.failed) == (40, 0)
+    rows = read_manifest(tmp_path / "out")
+    assert sorted(r["rel"] for r in rows) == _files(tmp_path / "in")
+    with pytest.raises(ProcessLookupError, match="No such process"):
+        os.kill(killed, 0)
+    for rel in _files(tmp_path / "in")[:6]:
+        assert np.array_equal(read_image(tmp_path / "out" / rel), pyfill.restore(read_image(tmp_path / "in" / rel)))
+
+
+def _cli_args(*argv: str) -> argparse.Namespace:
+    args = build_parser().parse_args(list(argv))
+    args.ray = ""
+    return args
+
+
+def test_cli_form_colorize_scores_and_bad_files(cluster, tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(3)
+    grays = {f"g{i}.png": rng.integers(0, 256, (32, 40), np.uint8) for i in range(3)}
+    for name, arr in grays.items():
+        write_image(tmp_path / "in" / name, arr)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    args = _cli_args("colorize", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                     "--scores", str(tmp_path / "scores.csv"))
+    assert run_cli_on_ray("colorize", args) == 1
+    printed = capsys.readouterr()
+    assert "colourised 3 of 4 images" in printed.out and "broken.png" in printed.err
+    lines = (tmp_path / "scores.csv").read_text().splitlines()
+    assert lines[0] == "input,output,realness" and len(lines) == 4
+    for line in lines[1:]:
+        src, dst, score = line.split(",")
+        expected = pyfill.colorize(read_image(src))
+        assert np.array_equal(read_image(dst), expected.image)
+        assert abs(float(score) - expected.realness) < 1e-6
+    assert run_cli_on_ray("colorize", args) == 1
+    again = capsys.readouterr().out
+    assert "colourised 0 of 4 images" in again and "3 done before" in again
+
+
+def test_an_engine_maps_with_its_tile_settings(cluster, tmp_path: Path) -> None:
+    engine = pyfill.Engine("restore", tile=80)
+    image = np.random.default_rng(5).integers(0, 256, (120, 200, 3), np.uint8)
+    write_image(tmp_path / "in" / "big.png", image)
+    report = map_images(tmp_path / "in", tmp_path / "out", engine, progress=False, format="bmp")
+    assert report.done == 1
+    assert np.array_equal(read_image(tmp_path / "out" / "big.bmp"), engine(image))
+
+
+def test_filesystems_and_bad_arguments(tmp_path: Path) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    _images(tmp_path, n_rgb=2)
+    fs, files = list_images([tmp_path.as_uri()])
+    fs2, files2 = list_images([str(tmp_path)], filesystem=fsspec.filesystem("file"))
+    assert [f.rel for f in files] == [f.rel for f in files2] == _files(tmp_path)
+    assert fs.type_name == "local" and fs2.type_name.startswith("py::fsspec")
+    assert resolve_filesystem("relative/dir")[1] == (Path.cwd() / "relative/dir").as_posix()
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        list_images([tmp_path / "missing"])
+    with pytest.raises(ValueError, match="unknown task 'sharpen'"):
+        map_images(tmp_path, tmp_path / "out", "sharpen")
+    with pytest.raises(TypeError, match="task must be a task name or a pyfill.Engine"):
+        map_images(tmp_path, tmp_path / "out", 3)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        map_images(tmp_path, tmp_path / "out", batch_size=0)
+    with pytest.raises(ValueError, match="names a file; with --ray give an output folder"):
+        run_cli_on_ray("restore", _cli_args("restore", str(tmp_path), "-o", str(tmp_path / "x.png")))
