@@ -589,3 +589,211 @@ def run_cli_on_ray(command: str, args: argparse.Namespace) -> int:
           + (f"; {report.skipped} done before" if report.skipped else "")
           + (f"; {report.failed} skipped" if report.failed else ""))
     return 1 if report.failed else 0
+
+
+# ---- video -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Segment:
+    """One run of whole GOPs: frames with ``start <= pts < end`` (``end`` None: to the end) of
+    the source's first video stream, in its time base; ``start`` is a keyframe's pts."""
+
+    index: int
+    start: int
+    end: int | None
+
+
+def keyframe_segments(src: str | os.PathLike[str], segment_seconds: float = 10.0) -> list[Segment]:
+    """Split the first video stream of ``src`` at keyframes into segments of at least
+    ``segment_seconds`` (the last may be shorter), reading packets only (nothing is decoded)."""
+    av = require("av", "video")
+    if segment_seconds <= 0:
+        raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
+    with av.open(str(src)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{src}: no video stream")
+        stream = container.streams.video[0]
+        tb = float(stream.time_base)
+        keys = sorted({p.pts for p in container.demux(stream) if p.pts is not None and p.is_keyframe})
+    if not keys:
+        raise ValueError(f"{src}: no keyframe in the video stream")
+    starts = [keys[0]]
+    for k in keys[1:]:
+        if (k - starts[-1]) * tb >= segment_seconds:
+            starts.append(k)
+    return [Segment(i, s, starts[i + 1] if i + 1 < len(starts) else None) for i, s in enumerate(starts)]
+
+
+VideoFrameFn = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+def _frame_fn(task: Any, options: dict[str, Any]) -> VideoFrameFn:
+    """A frame batch function from a task name (:func:`pyfill.tasks.frame_processor`), an Engine
+    (re-created here from its model file) or such a function."""
+    if isinstance(task, str):
+        from pyfill.tasks import frame_processor
+
+        return frame_processor(task, **options)
+    if isinstance(task, tuple) and task[0] == "engine":
+        from pyfill.engine import Engine
+
+        engine = Engine(task[1], **options)
+        return lambda frames: [r.image for r in engine.run(list(frames))]
+    if callable(task):
+        return cast(VideoFrameFn, task)
+    raise TypeError(f"task must be a task name, a pyfill.Engine or a frame function, got {type(task).__name__}")
+
+
+def encode_segment(src: str, segment: Segment, dst: str, task: Any, options: dict[str, Any], *,
+                   codec: str = "libx264", crf: int = 18, batch: int = 8) -> int:
+    """Decode ``segment`` of ``src`` (seek to its keyframe, frames in presentation order with
+    ``start <= pts < end``), run the frames through ``task`` in batches of ``batch`` and encode
+    them to ``dst`` with the source's timestamps. Returns the number of frames written."""
+    av = require("av", "video")
+    fn = _frame_fn(task, options)
+    written = 0
+    with av.open(src) as source, av.open(dst, "w") as out:
+        vs = source.streams.video[0]
+        vs.thread_type = "AUTO"
+        source.seek(segment.start, stream=vs, backward=True, any_frame=False)
+        ostream = None
+        pending: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            nonlocal ostream, written
+            if not pending:
+                return
+            images = fn([img for _, img in pending])
+            if len(images) != len(pending):
+                raise TypeError(f"the frame function returned {len(images)} frames for {len(pending)}")
+            for (pts, _), image in zip(pending, images):
+                if ostream is None:
+                    ostream = out.add_stream(codec, rate=vs.average_rate or vs.guessed_rate)
+                    ostream.width, ostream.height = image.shape[1], image.shape[0]
+                    ostream.pix_fmt = "yuv420p"
+                    ostream.time_base = vs.time_base
+                    ostream.codec_context.time_base = vs.time_base
+                    ostream.options = {"crf": str(crf)} if codec in ("libx264", "libx265") else {}
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                frame.pts, frame.time_base = pts, vs.time_base
+                out.mux(ostream.encode(frame))
+                written += 1
+            pending.clear()
+
+        for frame in source.decode(vs):
+            if frame.pts is None or frame.pts < segment.start:
+                continue
+            if segment.end is not None and frame.pts >= segment.end:
+                break
+            pending.append((frame.pts, frame.to_ndarray(format="rgb24")))
+            if len(pending) >= batch:
+                flush()
+        flush()
+        if ostream is not None:
+            out.mux(ostream.encode(None))
+    return written
+
+
+def concat_segments(src: str | os.PathLike[str], segments: Sequence[str | os.PathLike[str]],
+                    dst: str | os.PathLike[str]) -> Path:
+    """Join processed video segments (in order) with every other stream of ``src`` (audio,
+    subtitles) into ``dst``: all packets are copied, nothing is decoded or encoded. The
+    segments must come from one encoder setting (the same codec parameters).
+
+    Raises ValueError when the segments' codec parameters differ."""
+    import heapq
+
+    av = require("av", "video")
+    dst = Path(dst)
+    parts = [av.open(str(s)) for s in segments]
+    source = av.open(str(src))
+    try:
+        first = parts[0].streams.video[0]
+        for p, s in zip(parts[1:], segments[1:]):
+            v = p.streams.video[0]
+            if (v.codec_context.name, v.codec_context.extradata, v.width, v.height) != \
+                    (first.codec_context.name, first.codec_context.extradata, first.width, first.height):
+                raise ValueError(f"{s}: its codec parameters differ from the first segment's; segments must be "
+                                 "encoded with one setting to be joined without re-encoding")
+        others = [s for s in source.streams if s.type in ("audio", "subtitle")]
+        tmp = dst.with_name(f".{dst.stem}.{uuid.uuid4().hex[:8]}{dst.suffix}")
+        with av.open(str(tmp), "w") as out:
+            ovideo = out.add_stream_from_template(first)
+            omap = {s.index: out.add_stream_from_template(s) for s in others}
+
+            def video_packets() -> Iterator[tuple[float, int, Any]]:
+                last = None
+                for part in parts:
+                    for pkt in part.demux(part.streams.video[0]):
+                        if pkt.dts is None:
+                            continue
+                        dts = pkt.dts * pkt.time_base
+                        if last is not None and dts <= last:
+                            raise ValueError("the segments' decode timestamps overlap; they cannot be joined")
+                        last = dts
+                        yield float(dts), 0, pkt
+
+            def other_packets() -> Iterator[tuple[float, int, Any]]:
+                if not others:
+                    return
+                for pkt in source.demux(others):
+                    if pkt.dts is not None:
+                        yield float(pkt.dts * pkt.time_base), 1, pkt
+
+            for _, kind, pkt in heapq.merge(video_packets(), other_packets(), key=lambda t: (t[0], t[1])):
+                pkt.stream = ovideo if kind == 0 else omap[pkt.stream.index]
+                out.mux(pkt)
+        os.replace(tmp, dst)
+    finally:
+        for p in parts:
+            p.close()
+        source.close()
+    return dst
+
+
+@dataclass
+class VideoReport:
+    """What :func:`map_video` did: ``segments``, ``frames`` written, wall ``seconds``."""
+
+    output: str
+    segments: int
+    frames: int
+    seconds: float
+
+
+def map_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], task: Any = "restore", *,
+              options: dict[str, Any] | None = None, segment_seconds: float = 10.0,
+              codec: str = "libx264", crf: int = 18, batch: int = 8, cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
+              address: str | None = None, keep_segments: bool = False) -> VideoReport:
+    """Process a video on a Ray cluster: split its video stream at keyframes into segments of at
+    least ``segment_seconds``, process the segments in parallel Ray tasks (each decodes its
+    frames from ``src``, runs ``task`` on them and encodes them with ``codec``/``crf`` and the
+    source's timestamps) and join them with the source's audio and subtitle streams, which are
+    copied packet for packet (never re-encoded). ``src``, ``dst`` and the segment folder beside
+    ``dst`` must be on storage every node reads (one machine: any local path).
+
+    ``task``: a task name, a :class:`pyfill.Engine` (re-created in each task from its model
+    file) or a picklable ``f(list of RGB uint8 (H, W, 3)) -> list of the same``.
+    """
+    start = time.perf_counter()
+    dst = Path(dst)
+    if Path(src).resolve() == dst.resolve():
+        raise ValueError(f"the output {dst} would overwrite the input")
+    segments = keyframe_segments(src, segment_seconds)
+    spec: Any = task
+    if hasattr(task, "manifest") and hasattr(task, "path"):
+        spec = ("engine", str(task.path))
+    ray = _ray(address)
+    _, cpus, gpus = _pool(ray, None, cpus_per_worker, gpus_per_worker)
+    folder = dst.with_name(f".{dst.name}.segments")
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [str(folder / f"{s.index:05d}.mp4") for s in segments]
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=3)(encode_segment)
+    refs = [remote.remote(str(src), s, n, spec, dict(options or {}), codec=codec, crf=crf, batch=batch)
+            for s, n in zip(segments, names)]
+    frames = sum(ray.get(refs))
+    concat_segments(src, names, dst)
+    if not keep_segments:
+        for n in names:
+            os.remove(n)
+        folder.rmdir()
+    return VideoReport(str(dst), len(segments), frames, time.perf_counter() - start)

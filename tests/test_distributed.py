@@ -181,3 +181,79 @@ def test_filesystems_and_bad_arguments(tmp_path: Path) -> None:
         map_images(tmp_path, tmp_path / "out", batch_size=0)
     with pytest.raises(ValueError, match="names a file; with --ray give an output folder"):
         run_cli_on_ray("restore", _cli_args("restore", str(tmp_path), "-o", str(tmp_path / "x.png")))
+
+
+# ---- video -------------------------------------------------------------------------------------
+def _clip(path: Path, frames: int = 90, fps: int = 30, gop: int = 15, w: int = 64, h: int = 48) -> Path:
+    """An H.264 + AAC MP4 with a keyframe every ``gop`` frames and a 440 Hz tone."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i in range(frames):
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., 0] = i * 3 % 256
+            img[:, : i % w] = 200
+            img[h // 3:, w // 3: 2 * w // 3, 1] = 120
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        n = 16000 * frames // fps
+        tone = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)[None]
+        for s in range(0, n, 1024):
+            af = av.AudioFrame.from_ndarray(tone[:, s:s + 1024], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, s
+            out.mux(audio.encode(af))
+        out.mux(audio.encode(None))
+    return path
+
+
+def _streams(path: Path) -> tuple[list[int], list[np.ndarray], list[bytes], list[int]]:
+    """(video pts, RGB frames, audio packet bytes, keyframe pts) of a file."""
+    import av
+
+    with av.open(str(path)) as c:
+        decoded = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        packets = [(p.stream.type, p.pts, p.is_keyframe, bytes(p)) for p in c.demux() if p.dts is not None]
+    audio = [data for kind, _, _, data in packets if kind == "audio"]
+    keys = [pts for kind, pts, key, _ in packets if kind == "video" and key]
+    return [p for p, _ in decoded], [f for _, f in decoded], audio, keys
+
+
+def test_video_segments_at_keyframes_processed_in_parallel_and_joined(cluster, tmp_path: Path) -> None:
+    from pyfill.distributed import keyframe_segments, map_video
+    from pyfill.tasks import frame_processor
+
+    src = _clip(tmp_path / "clip.mp4")
+    pts, frames, audio, keys = _streams(src)
+    segments = keyframe_segments(src, segment_seconds=1.0)
+    assert [s.start for s in segments] == keys[::2] and len(segments) == 3  # keyframes every 0.5 s
+    assert [s.end for s in segments] == [s.start for s in segments[1:]] + [None]
+
+    report = map_video(src, tmp_path / "out.mp4", "restore", segment_seconds=1.0)
+    assert (report.segments, report.frames) == (3, 90)
+    out_pts, out_frames, out_audio, _ = _streams(tmp_path / "out.mp4")
+    assert out_pts == pts
+    assert out_audio == audio  # copied packet for packet
+    expected = frame_processor("restore")(frames)
+    errors = [np.abs(e.astype(np.int16) - o).mean() for e, o in zip(expected, out_frames)]
+    assert max(errors) < 3.0, max(errors)  # one H.264 encode at crf 18 away from the restored frames
+    assert not (tmp_path / ".out.mp4.segments").exists()
+
+
+def test_video_segments_with_other_settings_are_refused(tmp_path: Path) -> None:
+    from pyfill.distributed import concat_segments, encode_segment, keyframe_segments
+
+    src = _clip(tmp_path / "clip.mp4", frames=30)
+    first, second = keyframe_segments(src, segment_seconds=0.5)[:2]
+    encode_segment(str(src), first, str(tmp_path / "a.mp4"), lambda f: f, {})
+    encode_segment(str(src), second, str(tmp_path / "b.mp4"), lambda f: [x[:32] for x in f], {})
+    with pytest.raises(ValueError, match="codec parameters differ from the first segment's"):
+        concat_segments(src, [tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "out.mp4")
+    with pytest.raises(ValueError, match="segment_seconds must be > 0"):
+        keyframe_segments(src, 0)
