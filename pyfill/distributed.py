@@ -58,7 +58,7 @@ def resolve_filesystem(location: str | os.PathLike[str], filesystem: Any = None)
     try:
         fs, path = pafs.FileSystem.from_uri(text)
         return fs, path
-    except (pafs.ArrowInvalid if hasattr(pafs, "ArrowInvalid") else ValueError, ValueError, OSError):
+    except (ValueError, OSError):  # a scheme pyarrow does not know (ArrowInvalid is a ValueError)
         pass
     fsspec_core = require("fsspec.core", "distributed")
     try:
@@ -257,8 +257,10 @@ class ImageWorker:
                     data = self.in_fs.open_input_file(str(path)).read()
                     arrays[i] = read_image(cast(Any, io.BytesIO(data)))
                 rows[i]["notes"] = "; ".join(str(w.message) for w in caught)
-            except (ValueError, OSError) as exc:
-                rows[i]["error"] = str(exc).replace("<_io.BytesIO object", str(path))
+            except ValueError as exc:
+                rows[i]["error"] = f"{path}: not a readable image ({exc.__cause__ or exc})"
+            except OSError as exc:
+                rows[i]["error"] = f"{path}: {exc}"
         order = list(arrays)
         try:
             results = self.fn([arrays[i] for i in order]) if order else []

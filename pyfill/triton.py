@@ -15,6 +15,7 @@ Run the server with NVIDIA's container (see ``docs/scale.md``); it is not on PyP
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -183,3 +184,14 @@ def write_triton_repository(model: str | os.PathLike[str], out_dir: str | os.Pat
     (entry / "config.pbtxt").write_text(text)
     return entry
 
+
+
+def run_cli_export(args: argparse.Namespace) -> int:
+    """``pyfill export MODEL --triton-repo DIR [--max-batch N] [--tensorrt] [--precision P]
+    [--force]``: writes the repository entry and prints its folder."""
+    entry = write_triton_repository(args.model, args.triton_repo, max_batch=getattr(args, "max_batch", 8),
+                                    tensorrt=bool(getattr(args, "tensorrt", False)),
+                                    precision=getattr(args, "precision", "fp16"),
+                                    overwrite=bool(getattr(args, "force", False)))
+    print(f"Triton model repository entry: {entry} (serve with: tritonserver --model-repository={entry.parent})")
+    return 0

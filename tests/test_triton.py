@@ -88,3 +88,15 @@ def test_bad_arguments(tmp_path: Path) -> None:
         write_triton_repository("restore", tmp_path, max_batch=0)
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         write_triton_repository("no-such-model", tmp_path)
+
+
+def test_cli_form_writes_the_repository(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from pyfill.triton import run_cli_export
+
+    args = argparse.Namespace(model="colorize", triton_repo=str(tmp_path / "repo"), max_batch=2, tensorrt=False,
+                              precision="fp16", force=False)
+    assert run_cli_export(args) == 0
+    assert f"{tmp_path / 'repo' / 'colorize'}" in capsys.readouterr().out
+    assert _parse(tmp_path / "repo" / "colorize").max_batch_size == 2
