@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import sys
@@ -133,8 +134,15 @@ class Job:
         """A short hash of the settings that decide an output: a rerun with other settings redoes
         the items."""
         text = json.dumps([self.task, self.model, sorted(self.options.items()), self.format, self.quality],
-                          default=str)
+                          default=_settings_value)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _settings_value(value: Any) -> str:
+    """A JSON stand-in for an option value: arrays (e.g. a source face) by their contents."""
+    if isinstance(value, np.ndarray):
+        return f"array {value.dtype} {value.shape} {hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()}"
+    return repr(value)
 
 
 ImageFn = Callable[[list[np.ndarray]], list[tuple[np.ndarray, dict[str, Any]]]]
@@ -572,6 +580,7 @@ def run_cli_on_ray(command: str, args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"backend": args.backend}
     if command == "restore" and getattr(args, "tile", -1) >= 0:
         options["tile"] = args.tile
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the summary line says what was done
     out = str(args.output)
     if "://" not in out and Path(out).suffix and not Path(out).is_dir():
         raise ValueError(f"-o {out} names a file; with --ray give an output folder")
@@ -587,7 +596,8 @@ def run_cli_on_ray(command: str, args: argparse.Namespace) -> int:
                 score = r["extra"].get("realness")
                 f.write(f"{src},{out.rstrip('/')}/{r['output']},{'' if score is None else f'{score:.6f}'}\n")
     verb = "restored" if command == "restore" else "colourised"
-    print(f"{verb} {report.done} of {report.total} images on {report.workers} Ray workers -> {out}"
+    where = f" on {report.workers} Ray worker{'s' if report.workers != 1 else ''}" if report.workers else ""
+    print(f"{verb} {report.done} of {report.total} images{where} -> {out}"
           + (f"; {report.skipped} done before" if report.skipped else "")
           + (f"; {report.failed} skipped" if report.failed else ""))
     return 1 if report.failed else 0

@@ -257,3 +257,16 @@ def test_video_segments_with_other_settings_are_refused(tmp_path: Path) -> None:
         concat_segments(src, [tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "out.mp4")
     with pytest.raises(ValueError, match="segment_seconds must be > 0"):
         keyframe_segments(src, 0)
+
+
+def test_settings_hash_tells_array_options_apart() -> None:
+    from pyfill.distributed import Job
+
+    a = np.zeros((64, 64, 3), np.uint8)
+    b = a.copy()
+    b[40, 40] = 1  # the same printed form, other contents
+    assert str(a) == str(b)
+    job = Job("swap", None, {"source": a}, "/out", None, 95, 1)
+    assert job.signature == Job("swap", None, {"source": a.copy()}, "/out", None, 95, 1).signature
+    assert job.signature != Job("swap", None, {"source": b}, "/out", None, 95, 1).signature
+    assert job.signature != Job("swap", None, {"source": a}, "/out", "png", 95, 1).signature
