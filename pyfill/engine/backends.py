@@ -33,7 +33,12 @@ class Backend:
     name = "base"
     device = "cpu"
     precision = "fp32"
-    max_batch: int | None = None  # a model exported with a fixed batch size takes at most this many
+    _max_batch: int | None = None
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch one run takes (a model exported with a fixed batch), None: any."""
+        return self._max_batch
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
@@ -73,7 +78,7 @@ class OnnxRuntimeBackend(Backend):
         self.providers = self.session.get_providers()
         self.input_names = [i.name for i in self.session.get_inputs()]
         batch = self.session.get_inputs()[0].shape[0] if self.session.get_inputs()[0].shape else None
-        self.max_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self._max_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         return self.session.run(None, {k: feeds[k] for k in self.input_names})
@@ -106,7 +111,7 @@ class OpenVINOBackend(Backend):
         self._core, self._config = core, config
         self._dynamic = any(p.get_partial_shape().is_dynamic for p in self.model.inputs)
         first = self.model.inputs[0].get_partial_shape()
-        self.max_batch = first[0].get_length() if first.rank.is_static and first[0].is_static else None
+        self._max_batch = first[0].get_length() if first.rank.is_static and first[0].is_static else None
         self.static_shapes = static_shapes and self._dynamic
         self._static: OrderedDict[tuple, Any] = OrderedDict()  # input shapes -> compiled static model
         self._compile_lock = threading.Lock()

@@ -375,7 +375,7 @@ class Engine:
         kind = None
         size = None
         derived: list[TensorSpec] = []
-        keep_torch = self.backend.name == "torch"
+        keep_torch = self.backend.name in ("torch", "tensorrt")  # CUDA tensors stay on the device
         for spec in self.manifest.inputs:
             label = f"{spec.name}[{index}]"
             value = item.get(spec.name)
@@ -469,13 +469,17 @@ class Engine:
         size = self.manifest.size
         m = size.multiple_of
         tile, overlap = self._tile_for(h, w, force_tile), self.tile_overlap
-        if size.fixed and (h > size.fixed[0] or w > size.fixed[1]):
+        # The largest window the runtime takes: a fixed size, or a TensorRT profile's maximum.
+        limit_hw = size.fixed or getattr(self.backend, "max_spatial", None)
+        if limit_hw and (h > limit_hw[0] or w > limit_hw[1]):
+            limit = min(limit_hw)
             if not self._may_tile:
-                raise ValueError(f"{self.path.name}: the model runs at {size.fixed[0]} x {size.fixed[1]} (H x W) "
-                                 f"and does not tile; this input is {h} x {w}")
-            # Tiles whose windows (tile + context on both sides + alignment) fit the fixed size.
-            overlap = min(overlap, min(size.fixed) // 4)
-            tile = max(m, (min(size.fixed) - 2 * overlap - m) // m * m)
+                raise ValueError(f"{self.path.name}: the runtime takes at most {limit} px per side here and the "
+                                 f"model does not tile; this input is {h} x {w}")
+            # Tiles whose windows (tile + context on both sides + alignment) fit the limit.
+            overlap = min(overlap, limit // 4)
+            fit = max(m, (limit - 2 * overlap - m) // m * m)
+            tile = min(tile, fit) if tile else fit
         if not tile and size.max_size is not None and max(h, w) > size.max_size:
             raise ValueError(f"{self.path.name}: the model takes at most {size.max_size} px per side and does not "
                              f"tile; this input is {h} x {w}")
