@@ -5,6 +5,8 @@ No pickle anywhere: weights are safetensors, configs and manifests are JSON.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -175,7 +177,8 @@ def export_onnx(
         traced = {"batch": 2}
     else:
         h, w = static_export_size(manifest, static_size)
-        manifest = Manifest.from_dict({**manifest.to_dict(), "size": {**manifest.size, "fixed": [h, w]}})
+        # A static file runs at one size: smaller inputs are padded up to it (no resampling).
+        manifest = dataclasses.replace(manifest, size=dataclasses.replace(manifest.size, fixed=(h, w), resize="pad"))
         traced = {"batch": 1, "height": h, "width": w}
     feeds = example_inputs(manifest, **traced)
     args = tuple(torch.from_numpy(feeds[n]) for n in names_in)

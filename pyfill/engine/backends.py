@@ -333,7 +333,7 @@ class _HostBuffer:
             self.ptr, self.nbytes = int(ptr), need
         raw = (ctypes.c_ubyte * self.nbytes).from_address(self.ptr)
         count = int(np.prod(shape, dtype=np.int64))
-        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)  # type: ignore[call-overload]
 
     def free(self) -> None:
         if self.ptr:

@@ -28,7 +28,7 @@ class Environment:
     cuda_kernels_gpu: bool = False  # a CUDA device visible to pyfill's own kernels
     torch: bool = False
     torch_cuda: bool = False
-    tensorrt: bool = False  # TensorRT usable: it imports, cuda-python imports and a GPU is visible
+    tensorrt: bool = False  # TensorRT usable: it and cuda-python import and cuda-python sees a GPU
     tensorrt_reason: str = "tensorrt is not installed"
     openvino: bool = False
     onnxruntime_cuda: bool = False
@@ -91,7 +91,9 @@ def probe_environment(device: str = "auto") -> Environment:
         import torch
 
         torch_cuda = bool(torch.cuda.is_available())
-    trt_ok, trt_reason = _tensorrt_usable(gpu or torch_cuda)
+    from pyfill.engine.backends import tensorrt_usable
+
+    trt_ok, trt_reason = tensorrt_usable()
     ort_cuda = False
     if has("onnxruntime") is not None:
         import onnxruntime as ort
@@ -99,16 +101,6 @@ def probe_environment(device: str = "auto") -> Environment:
         ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     return Environment(gpu, torch_present, torch_cuda, trt_ok, trt_reason, has("openvino") is not None, ort_cuda,
                        bf16)
-
-
-def _tensorrt_usable(gpu: bool) -> tuple[bool, str]:
-    if importlib.util.find_spec("tensorrt") is None:
-        return False, "tensorrt is not installed"
-    if importlib.util.find_spec("cuda") is None:
-        return False, "tensorrt is installed but cuda-python is not (pip install 'pyfill[tensorrt]')"
-    if not gpu:
-        return False, "tensorrt is installed but no CUDA GPU is visible"
-    return True, "TensorRT, cuda-python and a CUDA GPU are present"
 
 
 def check_options(backend: str, device: str, precision: str) -> None:
@@ -125,7 +117,7 @@ def choose_backend(backend: str, device: str, precision: str, model: ModelForm, 
     CUDA (only when CUDA is asked for) > OpenVINO > ONNX Runtime. Raises ValueError/RuntimeError
     for a combination that cannot run."""
     check_options(backend, device, precision)
-    cuda_visible = env.cuda_kernels_gpu or env.torch_cuda
+    cuda_visible = env.cuda_kernels_gpu or env.torch_cuda or env.tensorrt
     if device == "cuda" and not cuda_visible:
         raise RuntimeError("device='cuda' but no CUDA device is visible")
     if model.tensorrt_engine and backend not in ("auto", "tensorrt"):
