@@ -503,8 +503,9 @@ class TensorRTBackend(Backend):
             if not ctx.set_input_shape(name, shape):
                 lo, _, hi = self.profile[name]
                 raise ProfileError(f"TensorRT refused shape {shape} for input '{name}' (profile {lo} .. {hi})")
-            if self._torch_cuda(x):
-                t = x.to(device=device, dtype=getattr(torch, dtype.name)).contiguous()
+            if torch is not None:  # device tensors in and out; host inputs copied by torch
+                t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+                t = t.to(device=device, dtype=getattr(torch, dtype.name)).contiguous()
                 keep.append(t)
                 ptr = t.data_ptr() if t.numel() else self._device_buffers[name].at_least(0)
             else:
