@@ -85,7 +85,7 @@ INDEX=0
 step "pip >= 23.1" 120 "${PIP[@]}" install -q "pip>=23.1"  # config settings (-C) need it
 
 step "build tools" 120 "${HELP[@]}" ensure scikit_build_core=scikit-build-core pybind11=pybind11
-step "runtime dependencies" 180 "${HELP[@]}" ensure numpy onnxruntime PIL=pillow
+step "runtime dependencies" 180 "${HELP[@]}" ensure-project
 step "test dependencies" 180 "${HELP[@]}" ensure pytest pytest_benchmark=pytest-benchmark scipy \
   cv2=opencv-python-headless safetensors onnx
 
@@ -121,7 +121,7 @@ optional "tensorrt" "import tensorrt, onnxconverter_common; from cuda.bindings i
 
 # ---- tests ------------------------------------------------------------------------------------
 CUDA_TESTS=(tests/test_foundation.py tests/test_degrade_ops.py tests/test_degrade_pipeline.py
-  tests/test_stroke_grid.py tests/test_engine.py)
+  tests/test_stroke_grid.py tests/test_engine.py tests/test_cuda_graphs.py)
 step "CUDA and TensorRT tests" 240 "$PY" -m pytest -p no:cacheprovider -q -rs \
   --junitxml="$OUT_DIR/tests.xml" "${CUDA_TESTS[@]}" tests/test_tensorrt.py tests/test_cuda_build.py \
   -k "cuda or graph or test_tensorrt"

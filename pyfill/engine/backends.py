@@ -503,7 +503,8 @@ class TensorRTBackend(Backend):
         trt, cudart, ctx = self.trt, self.cudart, self.context
         on_device = any(self._torch_cuda(feeds[n]) for n in self.input_names)
         torch = sys.modules.get("torch") if on_device else None
-        stream = torch.cuda.current_stream().cuda_stream if torch is not None else self.stream
+        device = f"cuda:{self.gpu['index']}"
+        stream = torch.cuda.current_stream(device).cuda_stream if torch is not None else self.stream
         keep: list[Any] = []  # device tensors that must outlive the execution
         for name in self.input_names:
             dtype = _nptype(trt, self.engine.get_tensor_dtype(name))
@@ -512,8 +513,9 @@ class TensorRTBackend(Backend):
             if not ctx.set_input_shape(name, shape):
                 lo, _, hi = self.profile[name]
                 raise ProfileError(f"TensorRT refused shape {shape} for input '{name}' (profile {lo} .. {hi})")
-            if self._torch_cuda(x):
-                t = x.to(dtype=getattr(torch, dtype.name)).contiguous()
+            if torch is not None:  # device tensors in and out; host inputs copied by torch
+                t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+                t = t.to(device=device, dtype=getattr(torch, dtype.name)).contiguous()
                 keep.append(t)
                 ptr = t.data_ptr() if t.numel() else self._device_buffers[name].at_least(0)
             else:
@@ -534,7 +536,7 @@ class TensorRTBackend(Backend):
                 raise ProfileError(f"TensorRT left output '{name}' with an unresolved shape {shape}")
             dtype = _nptype(trt, self.engine.get_tensor_dtype(name))
             if torch is not None:
-                t = torch.empty(shape, dtype=getattr(torch, dtype.name), device=f"cuda:{self.gpu['index']}")
+                t = torch.empty(shape, dtype=getattr(torch, dtype.name), device=device)
                 keep.append(t)
                 ptr = t.data_ptr() if t.numel() else self._device_buffers[name].at_least(0)
                 outs.append(t)
