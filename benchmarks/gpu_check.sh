@@ -85,6 +85,12 @@ INDEX=0
 step "pip >= 23.1" 120 "${PIP[@]}" install -q "pip>=23.1"  # config settings (-C) need it
 
 step "build tools" 120 "${HELP[@]}" ensure scikit_build_core=scikit-build-core pybind11=pybind11
+# A machine without a package index can be handed wheels in .wheelhouse/ (made elsewhere with
+# pip download --python-version 3.12 --only-binary=:all: -d .wheelhouse jsonschema av).
+if [ -d "$ROOT/.wheelhouse" ]; then
+  step "wheels from .wheelhouse" 120 "${PIP[@]}" install -q --no-index --find-links "$ROOT/.wheelhouse" \
+    $(ls "$ROOT/.wheelhouse" | sed -n 's/^\([A-Za-z0-9_]*\)-.*\.whl$/\1/p' | tr '_' '-')
+fi
 step "runtime dependencies" 180 "${HELP[@]}" ensure-project
 step "test dependencies" 180 "${HELP[@]}" ensure pytest pytest_benchmark=pytest-benchmark scipy \
   cv2=opencv-python-headless safetensors onnx
