@@ -183,7 +183,8 @@ def test_resume_continues_exactly_and_writes_a_checkpoint(tmp_path: Path) -> Non
     assert same(params(resumed["model"]), params(straight["model"]))
     out = tmp_path / "b"
     assert [int(r["step"]) for r in H.read_csv_log(out / "log.csv")] == [1, 2, 3, 4]
-    for name in ("losses.png", "samples_000004.png", "generate.safetensors", "generate.json", "state.safetensors"):
+    for name in ("losses.png", "samples_000004.png", "generate.safetensors", "generate.json",
+                 "checkpoints/step_00000004/state.safetensors"):
         assert (out / name).is_file(), name
     from pyfill.engine.manifest import Manifest
 
