@@ -150,10 +150,11 @@ def _changeable(key: str) -> bool:
 
 
 def config_changes(saved: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """The flattened keys whose value differs between ``saved`` and ``config`` -> (saved, new).
-    Tuples and lists compare equal (JSON has no tuples)."""
+    """The flattened keys of ``saved`` whose value differs in ``config`` -> (saved, new). Keys
+    that ``saved`` lacks (options added since it was written) are not compared; tuples and
+    lists compare equal (JSON has no tuples)."""
     a, b = _flatten(json.loads(json.dumps(saved))), _flatten(json.loads(json.dumps(config)))
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    return {k: (a[k], b.get(k)) for k in sorted(a) if a[k] != b.get(k)}
 
 
 def check_resume_config(saved: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -1197,9 +1198,9 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
     meta: dict[str, Any] = {"step": 0}
     history: list[dict[str, Any]] = []
     if folder is not None:
-        saved = json.loads((folder / STATE_META).read_text()).get("config", {}) \
-            if (folder / STATE_META).is_file() else {}
-        changes = check_resume_config(saved, config)
+        changes: dict[str, tuple[Any, Any]] = {}
+        with contextlib.suppress(OSError, json.JSONDecodeError):  # load_training_state reports these
+            changes = check_resume_config(json.loads((folder / STATE_META).read_text()).get("config", {}), config)
         meta = load_training_state(folder, modules, task.optimizers)
         history = list(meta.get("history", []))
         changes.pop("out", None)
