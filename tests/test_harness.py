@@ -355,3 +355,67 @@ def test_a_second_process_cannot_take_the_run_folder(tmp_path: Path) -> None:
         holder.wait()
     C.train(tiny(out, "max_steps=1"))  # the lock of a killed process is gone with it
     assert [s for s, _ in H.checkpoint_dirs(out)] == [1]
+
+
+# ---- each option's effect on a tiny run -----------------------------------------------------------
+def test_options_show_their_effect_on_a_tiny_run(tmp_path: Path) -> None:
+    runs = {name: C.train(tiny(tmp_path / name, *over)) for name, over in {
+        "plain": (),
+        "workers": ("workers=2",),
+        "cosine": ("lr_schedule.kind=cosine", "lr_schedule.warmup=2", "lr_schedule.min_factor=0.5"),
+        "clip": ("grad_clip=0.01",),
+        "accumulate": ("accumulate=2",),
+        "global": ("global_batch=2",),
+        "samples": ("sample_every=2",),
+    }.items()}
+    rows = {name: log_rows(Path(r["out"])) for name, r in runs.items()}
+    params = {name: r["model"].state_dict() for name, r in runs.items()}
+    # the batch of a step depends on (seed, step, rank) only: loader workers change nothing
+    assert same(params["workers"], params["plain"])
+    # warm-up then cosine: lr_g = 2e-4 x factor, logged per step
+    want = [2e-4 * H.lr_factor(s, 4, {"kind": "cosine", "warmup": 2, "min_factor": 0.5}) for s in range(4)]
+    assert [float(r["lr_g"]) for r in rows["cosine"]] == pytest.approx(want)
+    assert [float(r["lr_g"]) for r in rows["plain"]] == [2e-4] * 4
+    # clipping: the pre-clip norm is logged, and the run differs
+    assert all(float(r["grad_norm_g"]) > 0.01 for r in rows["clip"]) and "grad_norm_g" not in rows["plain"][0]
+    assert not same(params["clip"], params["plain"])
+    # accumulation: 2 micro-batches of 2 give the same losses as one batch of 4 (same data, same mean)
+    for a, b in zip(rows["accumulate"][:1], rows["plain"][:1]):
+        assert float(a["loss_d"]) == pytest.approx(float(b["loss_d"]), rel=1e-5)
+    # global batch 2 on one process: a batch of 2, not data.batch's 4
+    assert not same(params["global"], params["plain"])
+    assert sorted(p.name for p in Path(runs["samples"]["out"]).glob("samples_*.png")) == \
+        ["samples_000002.png", "samples_000004.png"]
+    assert not list(Path(runs["plain"]["out"]).glob("samples_*.png"))
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(tmp_path: Path) -> None:
+    # min_delta 1000 dB: no validation after the first counts as an improvement
+    result = C.train(tiny(tmp_path / "run", "max_steps=20", "checkpoint_every=1", "early_stop.patience=2",
+                          "early_stop.min_delta=1000"))
+    assert result["early_stopped"] and result["steps"] == 3
+    assert result["best"]["step"] == 1
+    assert [int(r["step"]) for r in log_rows(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_tensorboard_events_beside_the_csv(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    C.train(tiny(tmp_path / "run"))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"loss_g", "loss_d", "lr_g", "val_psnr"} <= set(events.Tags()["scalars"])
+    csv_rows = log_rows(tmp_path / "run")
+    assert [e.value for e in events.Scalars("loss_d")] == pytest.approx([float(r["loss_d"]) for r in csv_rows])
+
+
+def test_stale_temporary_checkpoints_are_removed_and_never_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    C.train(tiny(out, "max_steps=2"))
+    stale = out / "checkpoints" / ".tmp_step_00000003_99999"
+    stale.mkdir()
+    (stale / H.STATE_META).write_text("{}")
+    assert H.latest_checkpoint(out).name == "step_00000002"
+    result = C.train(tiny(out), resume=True)
+    assert result["steps"] == 4 and not stale.exists()

@@ -1235,8 +1235,11 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
     def averaged() -> contextlib.AbstractContextManager:
         return ema.swapped() if ema is not None else contextlib.nullcontext()
 
-    def checkpoint(step: int) -> None:
-        nonlocal best, bad, early_stopped, last_saved
+    improved = False
+
+    def validate() -> None:
+        """Validation metrics (EMA weights) into ``val``; best and early-stop counts updated."""
+        nonlocal best, bad, improved
         improved = False
         if ctx.main and bool(config["validate"]) and task.validate is not None:
             with averaged(), torch.no_grad():
@@ -1250,6 +1253,10 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
                     bad = 0
                 else:
                     bad += 1
+
+    def checkpoint(step: int) -> None:
+        """Save step ``step`` (after :func:`validate` and the step's log row)."""
+        nonlocal early_stopped, last_saved
         seconds = seconds_before + time.perf_counter() - began
         state = {"step": step, "config": config, "task": task.state() if task.state else {},
                  "scalers": task.updater.state_dict(), "best": best, "early": {"bad": bad},
@@ -1306,19 +1313,22 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
                 logs.update({f"grad_norm_{n}": v for n, v in task.updater.last_grad_norm.items()})
                 due = step % every["checkpoint_every"] == 0 or step >= max_steps or done()
                 if due:
-                    checkpoint(step)
+                    validate()
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 if step % every["log_every"] == 0 or due:
                     logs["rss_mb"] = rss_mb()
                     if log is not None:
-                        log.write(step, logs)
+                        log.write(step, logs)  # before the checkpoint: a resume drops rows after it
                     tb.write(step, logs)
+                if due:
+                    checkpoint(step)
                 bar.update(1)
                 bar.set_postfix({k: f"{logs[k]:.3g}" for k in task.plot_fields if k in logs})
                 if ctx.main and task.sample is not None and every["sample_every"] and step % every["sample_every"] == 0:
                     with averaged(), torch.no_grad():
                         task.sample(batch, out / f"samples_{step:06d}.png")
             if step != last_saved:  # stopped by a signal between checkpoints, or nothing to do
+                validate()
                 checkpoint(step)
     finally:
         batches.close()
