@@ -131,7 +131,7 @@ def test_kill_9_three_times_never_leaves_a_checkpoint_that_resumes_differently(t
 
 @pytest.mark.slow
 def test_kill_9_twenty_times_never_leaves_a_checkpoint_that_resumes_differently(tmp_path: Path) -> None:
-    _kill_loop(tmp_path, kills=20, steps=120, seed=1)
+    _kill_loop(tmp_path, kills=20, steps=70, seed=1)
 
 
 def _peak_rss_of_a_run(tmp_path: Path, folder: Path, name: str, steps: int) -> list[float]:

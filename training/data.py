@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+from pyfill.images import IMAGE_SUFFIXES  # one list of image suffixes for the package and training
 
 # Colour photographs that scikit-image installs with the package itself (no download needed).
 PACKAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",

@@ -834,17 +834,25 @@ def open_run(out: str | os.PathLike[str], resume: bool, ctx: DistContext) -> Pat
     fresh run). The main process takes the folder's lock. Refuses (ValueError) ``resume``
     without a checkpoint, and a fresh run in a folder that holds an earlier one."""
     out = Path(out)
-    if ctx.main:
-        acquire_lock(out)
-        _remove_stale_temporaries(out)
-    folder = latest_checkpoint(out)
-    if resume and folder is None:
-        raise ValueError(f"nothing to resume in {out}: no checkpoint there (start a new run without --resume)")
-    if not resume and holds_run(out):
-        where = f"a checkpoint at {folder}" if folder is not None else "a log.csv"
-        raise ValueError(f"{out} holds an earlier run ({where}); continue it with --resume, start over with --force "
-                         f"(deletes its checkpoints and logs), or choose another --out")
-    return folder if resume else None
+    refusal: Exception | None = None
+    if ctx.main:  # the main process decides; the others follow its verdict
+        try:
+            acquire_lock(out)
+            _remove_stale_temporaries(out)
+            folder = latest_checkpoint(out)
+            if resume and folder is None:
+                raise ValueError(f"nothing to resume in {out}: no checkpoint there (start a new run without --resume)")
+            if not resume and holds_run(out):
+                where = f"a checkpoint at {folder}" if folder is not None else "a log.csv"
+                raise ValueError(f"{out} holds an earlier run ({where}); continue it with --resume, start over with "
+                                 f"--force (deletes its checkpoints and logs), or choose another --out")
+        except (ValueError, RunLockedError, OSError) as exc:
+            refusal = exc
+    if ctx.any(refusal is not None):
+        if refusal is not None:
+            raise refusal
+        raise RuntimeError(f"the main process refused the run folder {out}; see its message")
+    return latest_checkpoint(out) if resume else None
 
 
 # ---- logs, plots, samples --------------------------------------------------------------------
