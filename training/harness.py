@@ -190,7 +190,7 @@ def run_trainer(description: str, defaults: dict[str, Any], train: Callable[...,
     (on ``--resume``: the saved config, then ``--config`` and ``--set``), train, and print
     ``summary(result)`` on the main process. A user's mistake (a refused resume, an occupied
     folder, a bad option) is printed as one line and exits with status 2; a run stopped by
-    SIGTERM / Ctrl-C after saving exits with 128 + the signal number."""
+    SIGTERM / Ctrl-C after saving (``result["signal"]``) exits with 128 + the signal number."""
     args = config_argparser(description).parse_args(argv)
     main = int(os.environ.get("RANK", "0")) == 0
     try:
@@ -214,11 +214,11 @@ def run_trainer(description: str, defaults: dict[str, Any], train: Callable[...,
         return 2
     if main:
         print(summary(result))
-        if result.get("stopped"):
-            print(f"stopped by {result['stopped']} after saving step {result['steps']}; continue with --resume",
+        if result.get("signal"):
+            print(f"stopped by {result['signal']} after saving step {result['steps']}; continue with --resume",
                   file=sys.stderr)
-    if result.get("stopped"):
-        return 128 + int(getattr(signal, str(result["stopped"]), signal.SIGTERM))
+    if result.get("signal"):
+        return 128 + int(getattr(signal, str(result["signal"]), signal.SIGTERM))
     return 0
 
 
@@ -1179,7 +1179,7 @@ def _improved(value: float, best: dict[str, Any] | None, mode: str, min_delta: f
 
 def train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistContext) -> dict[str, Any]:
     """Run (or resume) a training in ``config["out"]`` and return {"out", "steps", "seconds",
-    "stopped" (None, or the signal that stopped the run after saving), "early_stopped", "best"
+    "signal" (None, or the signal that stopped the run after saving), "early_stopped", "best"
     ({"step", "value", "metric"} or None), "val" (the last validation), **task.result()}.
 
     Writes ``checkpoints/step_<n>/`` (training state + exported model, atomically) every
@@ -1342,7 +1342,7 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
         batches.close()
         tb.close()
     seconds = time.perf_counter() - began
-    result = {"out": str(out), "steps": step, "seconds": seconds, "stopped": stopped,
+    result = {"out": str(out), "steps": step, "seconds": seconds, "signal": stopped,
               "early_stopped": early_stopped, "best": best, "val": dict(val)}
     if task.result is not None:
         result.update(task.result())
