@@ -135,8 +135,8 @@ class ImageSet:
     image is decoded when a crop of it is drawn, so memory does not grow with the number of files.
 
     Built from folders (every readable image file; unreadable ones are skipped with a warning
-    and counted in ``skipped``) and from :data:`PACKAGE_IMAGES` names (a handful of small photos,
-    kept in memory as uint8). Images are shrunk (area filter) to ``max_side`` and must be at
+    and counted in ``skipped``) and from :data:`PACKAGE_IMAGES` names (at most eight photos, kept
+    in memory). Images are shrunk (area filter) to ``max_side`` and must be at
     least ``min_side`` on both sides after that (smaller ones are skipped and counted too).
     ``images[i]`` gives image ``i`` as float32 (H, W, 3) in [0, 1].
     """
@@ -164,7 +164,7 @@ class ImageSet:
                 if self._add(str(path), str(path), (width, height)):
                     self.files.append((str(path.relative_to(folder)), path.stat().st_size))
         for name in package:
-            img = np.rint(shrink(package_image(name), self.max_side) * 255).astype(np.uint8)
+            img = shrink(package_image(name), self.max_side)
             if self._add(f"package:{name}", name, (img.shape[1], img.shape[0])):
                 self._package[name] = img
         self.package = [n for n in package if n in self._package]
@@ -190,7 +190,7 @@ class ImageSet:
         """Image ``index`` decoded and shrunk: float32 (H, W, 3) in [0, 1]."""
         source = self.sources[index]
         if source.startswith("package:"):
-            return self._package[source[len("package:"):]].astype(np.float32) / 255.0
+            return self._package[source[len("package:"):]]
         h, w = self.sizes[index]
         return _decode_shrunk(source, (w, h))
 
