@@ -824,9 +824,9 @@ def clear_run(out: str | os.PathLike[str]) -> None:
 
 
 def holds_run(out: str | os.PathLike[str]) -> bool:
-    """Whether ``out`` holds an earlier run (checkpoints, a training state or a log)."""
-    out = Path(out)
-    return latest_checkpoint(out) is not None or (out / "log.csv").is_file()
+    """Whether ``out`` holds an earlier run that a new one would overwrite: a checkpoint (a run
+    stopped before its first checkpoint left nothing to keep; its log is replaced)."""
+    return latest_checkpoint(out) is not None
 
 
 def open_run(out: str | os.PathLike[str], resume: bool, ctx: DistContext) -> Path | None:
@@ -843,9 +843,8 @@ def open_run(out: str | os.PathLike[str], resume: bool, ctx: DistContext) -> Pat
             if resume and folder is None:
                 raise ValueError(f"nothing to resume in {out}: no checkpoint there (start a new run without --resume)")
             if not resume and holds_run(out):
-                where = f"a checkpoint at {folder}" if folder is not None else "a log.csv"
-                raise ValueError(f"{out} holds an earlier run ({where}); continue it with --resume, start over with "
-                                 f"--force (deletes its checkpoints and logs), or choose another --out")
+                raise ValueError(f"{out} holds an earlier run (a checkpoint at {folder}); continue it with --resume, "
+                                 f"start over with --force (deletes its checkpoints and logs), or choose another --out")
         except (ValueError, RunLockedError, OSError) as exc:
             refusal = exc
     if ctx.any(refusal is not None):
