@@ -740,8 +740,10 @@ def prune_checkpoints(out: str | os.PathLike[str], keep_last: int, keep: Sequenc
     """Delete step folders but the newest ``keep_last`` and the steps in ``keep`` (the best)."""
     dirs = checkpoint_dirs(out)
     for step, path in dirs[: max(0, len(dirs) - keep_last)]:
-        if step not in keep:
-            shutil.rmtree(path)
+        if step not in keep:  # renamed first, so that a kill never leaves half a step folder
+            doomed = path.with_name(f".old_{path.name}_{os.getpid()}")
+            os.rename(path, doomed)
+            shutil.rmtree(doomed)
 
 
 def _remove_stale_temporaries(out: Path) -> None:
