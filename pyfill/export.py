@@ -34,6 +34,8 @@ ONNX_OP_ALLOWLIST = frozenset(
         "Equal", "Where", "Floor", "Range", "Max", "Min", "Neg", "Exp", "Log", "Abs",
         "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
         "Split", "Erf", "Tile",
+        # Found in other projects' upscalers (pixel shuffle, PReLU, window padding, layer norm).
+        "DepthToSpace", "PRelu", "Mod", "LayerNormalization", "ScatterND", "Not", "ReduceL2",
     }
 )
 
@@ -64,10 +66,16 @@ def save_checkpoint(module: Any, manifest: Manifest, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Any, Manifest]:
-    """Build the module a checkpoint describes and load its weights (strictly).
+    """Build the module a checkpoint describes and load its weights (strictly): a pyfill
+    checkpoint, or another project's ``.pth``/``.pt``/``.ckpt``/``.safetensors`` whose
+    architecture spandrel recognises (:mod:`pyfill.foreign`).
 
     Returns (module in eval mode on the CPU, manifest).
     """
+    from pyfill import foreign
+
+    if foreign.is_foreign_file(path):
+        return foreign.load_module(path)
     safetensors_torch = require("safetensors.torch", "train")
     from pyfill.models import build_model
 
@@ -142,8 +150,9 @@ def export_onnx(
     atol: float = 1e-4,
     static_size: tuple[int, int] | None = None,
 ) -> Path:
-    """Export a checkpoint (path) or a module (with ``manifest``) to ONNX with the manifest in
-    its metadata.
+    """Export a checkpoint (path: a pyfill checkpoint or another project's, see
+    :func:`load_checkpoint`) or a module (with ``manifest``) to ONNX with the manifest in its
+    metadata.
 
     ``dynamic``: dynamic batch, and dynamic height and width unless the manifest fixes the size.
     Otherwise (static) the graph takes batch 1 at :func:`static_export_size` (``static_size``,
@@ -156,6 +165,10 @@ def export_onnx(
     torch = require("torch", "train")
     onnx = require("onnx", "train")
     if isinstance(source, (str, Path)):
+        from pyfill import foreign
+
+        if foreign.is_foreign_file(source):
+            rtol, atol = min(rtol, foreign.RTOL), min(atol, foreign.ATOL)
         module, manifest = load_checkpoint(source)
     else:
         if manifest is None:
@@ -186,10 +199,14 @@ def export_onnx(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, args, str(tmp), input_names=names_in, output_names=names_out,
-                dynamic_axes=dyn or None, opset_version=opset, dynamo=False, do_constant_folding=True,
-            )
+            try:
+                torch.onnx.export(
+                    module, args, str(tmp), input_names=names_in, output_names=names_out,
+                    dynamic_axes=dyn or None, opset_version=opset, dynamo=False, do_constant_folding=True,
+                )
+            except RuntimeError as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ExportError(f"PyTorch could not trace the model to ONNX: {first}") from exc
         model = onnx.load(str(tmp))
         onnx.checker.check_model(model, full_check=True)
         used = {node.op_type for node in model.graph.node}
