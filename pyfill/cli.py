@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyfill",
         description="pyfill: inference SDK for GAN image models (colourisation, drawing-board "
-        "generation with colour strokes, restoration).",
+        "generation with colour strokes, restoration; images and video).",
     )
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -368,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a model name or a model file (default: the shipped 'generate')")
     _add_backend(generate)
     generate.set_defaults(func=_cmd_generate)
+
+    from pyfill.video.cli import add_parser as add_video_parser
+
+    add_video_parser(sub)
 
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

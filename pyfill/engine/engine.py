@@ -319,6 +319,14 @@ class Engine:
         return names
 
     # ---- running ---------------------------------------------------------------------------
+    def stream(self, frames: Any, batch: int = 4, **options: Any) -> Any:
+        """Run a stream of RGB uint8 (H, W, 3) frames the caller owns (a camera, a generator),
+        pipelined in batches: reading, inference and the caller's loop overlap, order is kept.
+        Returns an iterator of results; ``options`` as :func:`pyfill.video.stream`."""
+        from pyfill.video import stream
+
+        return stream(self, frames, batch=batch, **options)
+
     def __call__(self, image: Any = None, /, **inputs: Any) -> Any:
         results = self.run(image, **inputs)
         outs = self.manifest.outputs
