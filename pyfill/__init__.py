@@ -11,13 +11,17 @@ __version__ = "0.1.0"
 from pyfill._core import MissingExtraError, require
 from pyfill.runtime import runtime_info
 
-__all__ = ["__version__", "runtime_info", "MissingExtraError", "require", "Engine", "Manifest"]
+__all__ = ["__version__", "runtime_info", "MissingExtraError", "require", "Engine", "Manifest",
+           "restore", "colorize", "generate"]
+
+_LAZY = {"Engine": "pyfill.engine", "Manifest": "pyfill.manifest", "restore": "pyfill.tasks",
+         "colorize": "pyfill.tasks", "generate": "pyfill.tasks"}
 
 
 def __getattr__(name: str):
-    # The engine is imported on first use so that `import pyfill` stays minimal.
-    if name in ("Engine", "Manifest"):
-        from pyfill import engine
+    # The engine and the tasks are imported on first use so that `import pyfill` stays minimal.
+    if name in _LAZY:
+        import importlib
 
-        return getattr(engine, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pyfill' has no attribute {name!r}")

@@ -48,10 +48,40 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"task       {m['task']}  family {m['family']}  pyfill {m['pyfill_version']}")
     for group in ("inputs", "outputs"):
         for t in m[group]:
-            extra = f" classes={t['classes']}" if t["kind"] == "labels" else f" length={t['length']}" if t["kind"] == "vector" else ""
-            print(f"{group[:-1]:<10} {t['name']}: {t['kind']} channels={t['channels']} {t['colour_space']} range={t['value_range']}{extra}")
-    print(f"size       {m['size']}   tiling {m['tiling']}   fp16 {m['fp16']}")
+            extra = (f" classes={t['classes']}" if t["kind"] == "labels"
+                     else f" shape={t['shape']}" if not t["kind"] == "image" else "")
+            print(f"{group[:-1]:<10} {t['name']}: {t['kind']} channels={t['channels']} {t['colour_space']} "
+                  f"range={t['value_range']}{extra}")
+    print(f"size       {m['size']}")
+    print(f"tiling     {m['tiling']}   ({info['tiling']})")
+    print(f"precision  fp16 {m['fp16']}  bf16 {m['bf16']}")
     print(f"runs on    {info['backend']} / {info['device']} / {info['precision']} ({info['selected_because']})")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from pyfill import store
+
+    if args.action == "list":
+        models = store.available_models()
+        if not models:
+            print(f"no models (store: {store.store_dir()})")
+        for name, (path, where) in models.items():
+            print(f"{name:<24} {where:<8} {path}")
+        return 0
+    if args.action == "add":
+        if not args.file:
+            raise ValueError("pyfill models add FILE [--name NAME]")
+        target = store.add_model(args.file, args.name, overwrite=args.force)
+        print(f"added {target.stem}: {target}")
+        return 0
+    if not args.file:
+        raise ValueError(f"pyfill models {args.action} NAME")
+    if args.action == "remove":
+        for p in store.remove_model(args.file):
+            print(f"removed {p}")
+        return 0
+    print(store.resolve_model(args.file))
     return 0
 
 
@@ -71,121 +101,118 @@ def _collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def _progress(done: int, total: int, name: str) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[-40:]:<40}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+class _Progress:
+    """A progress line on stderr, only when stderr is a terminal (never written into logs)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.live = sys.stderr.isatty()
+
+    def update(self, done: int, name: str) -> None:
+        if not self.live:
+            return
+        width = 30
+        filled = width * done // max(self.total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {name[-40:]:<40}")
+        if done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
-def _open_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
-    """The Engine for ``--model`` (a shipped model's name or a model file) on ``--backend``;
-    ``kwargs`` go to :class:`pyfill.Engine`."""
-    from pyfill.engine import Engine
+def _target_path(out: Path, rel: Path, single_file: bool, result: Any, fmt: str | None) -> Path:
+    from pyfill.images import output_suffix
 
-    model = Path(args.model)
-    if model.suffix:
-        return Engine(model, backend=args.backend, **kwargs)
-    return Engine.from_pretrained(args.model, backend=args.backend, **kwargs)
+    if single_file:
+        return out
+    suffix = output_suffix(f".{fmt}" if fmt else rel.suffix, result)
+    return (out / rel).with_suffix(suffix)
 
 
-def _map_images(command: str, inputs: Sequence[str], output: str,
+def _map_images(command: str, args: argparse.Namespace,
                 convert: Callable[[Any], tuple[Any, Any]]) -> tuple[list[tuple[str, str, Any]], list[str], int]:
     """Run ``convert`` over every input image and write its results.
 
     ``convert(array) -> (result array, extra)`` takes what :func:`pyfill.images.read_image`
-    decodes (uint8/uint16 (H, W), (H, W, 3) or (H, W, 4)). Outputs keep the inputs' relative
-    paths under ``output`` (a file name when there is one input image), with a suffix that can
-    hold the result. Unreadable or failing files are skipped and reported on stderr; a progress
-    bar runs on stderr. Returns ([(input, output, extra)], [failure lines], number of inputs).
+    decodes. Outputs keep the inputs' relative paths under ``-o`` (a file name when there is
+    one input image) and their format where it can hold the result (``--format`` overrides;
+    JPEG and WebP at ``--quality``). An input is never overwritten; with ``--skip-existing``
+    finished outputs are not redone. Unreadable or failing files are skipped and reported.
+    Returns ([(input, output, extra)], [failure lines], number of inputs).
     """
-    from pyfill.images import output_suffix, read_image, write_image
+    import warnings
 
-    jobs = _collect_inputs(inputs)
+    from pyfill.images import read_image, write_image
+
+    jobs = _collect_inputs(args.inputs)
     if not jobs:
         raise ValueError("no input images found")
-    out = Path(output)
-    single_file = len(jobs) == 1 and out.suffix != "" and not out.is_dir()
+    out = Path(args.output)
+    single_file = out.suffix != "" and not out.is_dir()
+    if single_file and len(jobs) > 1:
+        raise ValueError(f"-o {out} names one file, but there are {len(jobs)} input images: give a folder")
+    sources = {src.resolve() for src, _ in jobs}
     done: list[tuple[str, str, Any]] = []
     failed: list[str] = []
+    progress = _Progress(len(jobs))
     for i, (src, rel) in enumerate(jobs, 1):
         try:
-            result, extra = convert(read_image(src))
-            target = out if single_file else (out / rel).with_suffix(output_suffix(rel.suffix, result))
-            write_image(target, result)
-            done.append((str(src), str(target), extra))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                arr = read_image(src)
+            for w in caught:
+                print(f"pyfill {command}: note: {w.message}", file=sys.stderr)
+            target = _target_path(out, rel, single_file, arr, args.format)
+            if target.resolve() in sources:
+                raise ValueError(f"the output {target} would overwrite an input; choose another -o")
+            if args.skip_existing and target.exists():
+                done.append((str(src), str(target), None))
+            else:
+                result, extra = convert(arr)
+                target = _target_path(out, rel, single_file, result, args.format)
+                write_image(target, result, quality=args.quality)
+                done.append((str(src), str(target), extra))
         except (ValueError, TypeError, OSError) as exc:
             failed.append(f"{src}: {exc}")
-        _progress(i, len(jobs), src.name)
+        progress.update(i, src.name)
     for line in failed:
         print(f"pyfill {command}: skipped {line}", file=sys.stderr)
     return done, failed, len(jobs)
 
 
-def _split_alpha(arr: Any) -> tuple[Any, Any]:
-    """(colour or gray part, alpha (H, W, 1) or None) of a decoded image."""
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        return arr[..., :3], arr[..., 3:]
-    return arr, None
-
-
 def _cmd_colorize(args: argparse.Namespace) -> int:
-    import numpy as np
+    from pyfill.tasks import colorize, colorize_engine
 
-    engine = _open_engine(args)
+    engine = colorize_engine(args.model, backend=args.backend)
 
-    def convert(arr: Any) -> tuple[Any, float]:
-        colour, alpha = _split_alpha(arr)
-        result = engine(colour)
-        fill = result["fill"] if alpha is None else np.concatenate([result["fill"], alpha], axis=-1)
-        return fill, float(np.asarray(result["realness"]).reshape(-1)[0])
+    def convert(arr: Any) -> tuple[Any, float | None]:
+        result = colorize(arr, model=engine)
+        return result.image, result.realness
 
-    done, failed, total = _map_images("colorize", args.inputs, args.output, convert)
+    done, failed, total = _map_images("colorize", args, convert)
     if args.scores:
         with open(args.scores, "w") as f:
             f.write("input,output,realness\n")
-            f.writelines(f"{a},{b},{r:.6f}\n" for a, b, r in done)
+            f.writelines(f"{a},{b},{'' if r is None else f'{r:.6f}'}\n" for a, b, r in done)
     print(f"colourised {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    import numpy as np
+    from pyfill.tasks import restore, restore_engine
 
-    engine = _open_engine(args, tile=None if args.tile < 0 else args.tile)
-
-    def convert(arr: Any) -> tuple[Any, None]:
-        colour, alpha = _split_alpha(arr)
-        restored = engine(colour)
-        if colour.ndim == 2:  # a gray input stays gray: the mean of the restored channels
-            restored = np.rint(restored.astype(np.float64).mean(axis=-1)).astype(colour.dtype)
-        elif alpha is not None:
-            restored = np.concatenate([restored, alpha], axis=-1)
-        return restored, None
-
-    done, failed, total = _map_images("restore", args.inputs, args.output, convert)
+    engine = restore_engine(args.model, backend=args.backend, tile=None if args.tile < 0 else args.tile)
+    done, failed, total = _map_images("restore", args, lambda arr: (restore(arr, model=engine), None))
     print(f"restored {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from pyfill.engine import Engine
     from pyfill.images import read_image, write_image
+    from pyfill.tasks import generate
 
-    model = Path(args.model)
-    engine = Engine(model, backend=args.backend) if model.suffix else Engine.from_pretrained(args.model, backend=args.backend)
-    labels = read_image(args.labels)
-    if labels.dtype != "uint8":
-        raise ValueError(f"{args.labels}: label images are 8-bit (class indices or legend colours)")
-    if labels.ndim == 3 and labels.shape[-1] == 4:
-        labels = labels[..., :3]
     strokes = read_image(args.strokes) if args.strokes else None
-    if strokes is not None and strokes.dtype != "uint8":
-        raise ValueError(f"{args.strokes}: stroke images are 8-bit RGB or RGBA")
-    image = engine(labels=labels, strokes=strokes)
-    write_image(args.output, image)
+    image = generate(read_image(args.labels), strokes, model=args.model, backend=args.backend)
+    write_image(args.output, image, quality=args.quality)
     print(f"generated {image.shape[1]} x {image.shape[0]} -> {args.output}")
     return 0
 
@@ -197,13 +224,30 @@ def _cmd_board(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    from pyfill.engine.selection import BACKENDS
+
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help=f"runtime: {', '.join(BACKENDS)} (default auto: the fastest present)")
+
+
+def _add_image_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output folder (folder structure kept); a file name when there is one input image")
+    parser.add_argument("--format", choices=("png", "jpg", "webp", "tif", "bmp"),
+                        help="output format (default: the input's, or PNG where it cannot hold the result)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
+    parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyfill import __version__
 
     parser = argparse.ArgumentParser(
         prog="pyfill",
         description="pyfill: inference SDK for GAN image models (colourisation, drawing-board "
-        "generation, restoration, text-driven editing, face swapping).",
+        "generation with colour strokes, restoration).",
     )
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -222,30 +266,35 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_export)
 
     info = sub.add_parser("info", help="print a model's manifest and the backend it would run on")
-    info.add_argument("model", help="a .onnx, .safetensors or .engine file")
-    info.add_argument("--backend", default="auto", help="backend to load it with (default auto)")
+    info.add_argument("model", help="a model name (pyfill models list) or a .onnx, .safetensors or .engine file")
+    _add_backend(info)
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(func=_cmd_info)
 
+    models = sub.add_parser("models", help="list the shipped and stored models; add, remove or locate one")
+    models.add_argument("action", choices=("list", "add", "remove", "path"),
+                        help="list | add FILE [--name N] | remove NAME | path NAME")
+    models.add_argument("file", nargs="?", metavar="FILE_OR_NAME", help="the model file (add) or name (remove, path)")
+    models.add_argument("--name", help="name to store the model under (default: the file's stem)")
+    models.add_argument("--force", action="store_true", help="replace a stored model of the same name")
+    models.set_defaults(func=_cmd_models)
+
     colorize = sub.add_parser("colorize", help="colourise gray or colour images (files and folders)")
-    colorize.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    colorize.add_argument("-o", "--output", required=True,
-                          help="output folder (folder structure kept); a file name when there is one input image")
+    _add_image_outputs(colorize)
     colorize.add_argument("--model", default="colorize",
-                          help="a shipped model's name or a model file (default: the shipped 'colorize')")
-    colorize.add_argument("--backend", default="auto", help="backend (default auto)")
+                          help="a model name or a model file (default: the shipped 'colorize')")
+    _add_backend(colorize)
     colorize.add_argument("--scores", help="write each fill's realness score (discriminator) to this CSV file")
     colorize.set_defaults(func=_cmd_colorize)
 
     restore = sub.add_parser("restore", help="restore degraded images: deblur, denoise, de-JPEG (files and folders)")
-    restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    restore.add_argument("-o", "--output", required=True,
-                         help="output folder (folder structure kept); a file name when there is one input image")
+    _add_image_outputs(restore)
     restore.add_argument("--model", default="restore",
-                         help="a shipped model's name or a model file (default: the shipped 'restore')")
-    restore.add_argument("--backend", default="auto", help="backend (default auto)")
+                         help="a model name or a model file (default: the shipped 'restore')")
+    _add_backend(restore)
     restore.add_argument("--tile", type=int, default=-1,
-                         help="tile size in pixels for large images (default: the model's advice; 0: never tile)")
+                         help="tile size in pixels for large images (default: the model's advice; 0: never tile; "
+                              "at least 65, twice the 32 px overlap)")
     restore.set_defaults(func=_cmd_restore)
 
     generate = sub.add_parser("generate", help="generate an image from a label map and colour strokes")
@@ -254,17 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--strokes", metavar="STROKES", help="RGB colour strokes on black (or RGBA: alpha marks the "
                           "strokes), the label map's size; default: no strokes")
     generate.add_argument("-o", "--output", required=True, help="output image file")
+    generate.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
     generate.add_argument("--model", default="generate",
-                          help="a shipped model's name or a model file (default: the shipped 'generate')")
-    generate.add_argument("--backend", default="auto", help="backend (default auto)")
+                          help="a model name or a model file (default: the shipped 'generate')")
+    _add_backend(generate)
     generate.set_defaults(func=_cmd_generate)
 
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     board.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
     board.add_argument("--model", default="generate",
-                       help="a shipped model's name or a model file (default: the shipped 'generate')")
-    board.add_argument("--backend", default="auto", help="backend (default auto)")
+                       help="a model name or a model file (default: the shipped 'generate')")
+    _add_backend(board)
     board.set_defaults(func=_cmd_board)
     return parser
 

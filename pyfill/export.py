@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pyfill._core import require
-from pyfill.engine.manifest import ONNX_METADATA_KEY, Manifest
+from pyfill.manifest import ONNX_METADATA_KEY, Manifest
 
 OPSET = 17
 
@@ -87,9 +87,9 @@ def example_inputs(manifest: Manifest, batch: int = 1, height: int | None = None
                    width: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Random float32 model inputs (NCHW / ND) that satisfy the manifest's size rules."""
     rng = np.random.default_rng(seed)
-    fixed = manifest.size.get("fixed")
-    m = int(manifest.size["multiple_of"])
-    h = fixed[0] if fixed else (height or max(m, int(manifest.size["min_size"]), 32))
+    fixed = manifest.size.fixed
+    m = manifest.size.multiple_of
+    h = fixed[0] if fixed else (height or max(m, manifest.size.min_size, 32))
     w = fixed[1] if fixed else (width or h)
     out: dict[str, np.ndarray] = {}
     for spec in manifest.inputs:
@@ -99,8 +99,12 @@ def example_inputs(manifest: Manifest, batch: int = 1, height: int | None = None
         elif spec.kind == "labels":
             idx = rng.integers(0, spec.classes, (batch, h, w))
             out[spec.name] = np.eye(spec.classes, dtype=np.float32)[idx].transpose(0, 3, 1, 2).copy()
+        elif spec.kind == "tokens":
+            length = spec.shape[0] or 16
+            out[spec.name] = rng.integers(0, max(2, len(spec.vocabulary)), (batch, length)).astype(np.int64)
         else:
-            out[spec.name] = rng.uniform(0, 1, (batch, spec.length)).astype(np.float32)
+            shape = [d or 4 for d in spec.shape]
+            out[spec.name] = rng.uniform(0, 1, (batch, *shape)).astype(np.float32)
     return out
 
 
@@ -137,7 +141,7 @@ def export_onnx(
         module = source.eval()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    spatial_dynamic = dynamic and not manifest.size.get("fixed")
+    spatial_dynamic = dynamic and not manifest.size.fixed
 
     names_in = [s.name for s in manifest.inputs]
     names_out = [s.name for s in manifest.outputs]
@@ -180,8 +184,8 @@ def _compare_with_torch(module: Any, manifest: Manifest, onnx_path: Path, spatia
     import torch
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    m = int(manifest.size["multiple_of"])
-    base = max(m, int(manifest.size["min_size"]), 32)
+    m = manifest.size.multiple_of
+    base = max(m, manifest.size.min_size, 32)
     sizes = [(base, base), (base + m, base + 2 * m)] if spatial_dynamic else [(None, None)]
     for i, (h, w) in enumerate(sizes):
         feeds = example_inputs(manifest, batch=1 + i, height=h, width=w, seed=100 + i)
@@ -248,7 +252,7 @@ def build_tensorrt_engine(
     devices, reason = _C.cuda_devices()
     if not devices:
         raise RuntimeError(f"building a TensorRT engine needs a CUDA GPU: {reason}")
-    from pyfill.engine.manifest import read_onnx_manifest
+    from pyfill.manifest import read_onnx_manifest
 
     manifest = read_onnx_manifest(onnx_path)
     if manifest is None:
@@ -296,16 +300,17 @@ def build_tensorrt_engine(
 
 def default_tensorrt_profile(manifest: Manifest) -> dict[str, dict[str, tuple[int, ...]]]:
     """Batch 1..8; spatial 64..1024 (opt 512) rounded to the size rules, or the fixed size."""
-    fixed = manifest.size.get("fixed")
-    m = int(manifest.size["multiple_of"])
+    fixed = manifest.size.fixed
+    m = manifest.size.multiple_of
 
     def rnd(v: int) -> int:
-        return max(m, int(manifest.size["min_size"]), (v + m - 1) // m * m)
+        return max(m, manifest.size.min_size, (v + m - 1) // m * m)
 
     prof: dict[str, dict[str, tuple[int, ...]]] = {}
     for s in manifest.inputs:
-        if s.kind == "vector":
-            prof[s.name] = {"min": (1, s.length), "opt": (1, s.length), "max": (8, s.length)}
+        if not s.spatial:
+            shape = tuple(d or 1 for d in s.shape)
+            prof[s.name] = {"min": (1, *shape), "opt": (1, *shape), "max": (8, *shape)}
             continue
         c = s.classes if s.kind == "labels" else s.channels
         if fixed:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +23,7 @@ _WRITABLE_8BIT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file -> uint8 or uint16 array: (H, W) gray, (H, W, 3) RGB or
-    (H, W, 4) RGBA. 16-bit gray files stay uint16; palette and gray+alpha images become RGB(A).
+    (H, W, 4) RGBA (see :func:`pil_to_array`).
 
     Raises ValueError for a file that is not a readable image.
     """
@@ -29,20 +31,30 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with image_mod.open(path) as im:
             im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im)
-                if arr.min() < 0 or arr.max() > 65535:
-                    raise ValueError("32-bit integer pixel values outside [0, 65535]")
-                return arr.astype(np.uint16)
-            if mode in ("L", "RGB", "RGBA"):
-                return np.asarray(im).copy()
-            if mode == "1":
-                return np.asarray(im.convert("L")).copy()
-            has_alpha = "A" in im.getbands() or (mode == "P" and "transparency" in im.info)
-            return np.asarray(im.convert("RGBA" if has_alpha else "RGB")).copy()
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{path}: an animated image of {frames} frames; only the first is used "
+                              f"(use pyfill video for frame sequences)", stacklevel=2)
+            return pil_to_array(im)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable image ({exc})") from exc
+
+
+def pil_to_array(im: Any) -> np.ndarray:
+    """A PIL image -> uint8 or uint16 array: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA.
+    16-bit gray stays uint16; palette and gray+alpha images become RGB(A)."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError("32-bit integer pixel values outside [0, 65535]")
+        return arr.astype(np.uint16)
+    if mode in ("L", "RGB", "RGBA"):
+        return np.asarray(im).copy()
+    if mode == "1":
+        return np.asarray(im.convert("L")).copy()
+    has_alpha = "A" in im.getbands() or (mode == "P" and "transparency" in im.info)
+    return np.asarray(im.convert("RGBA" if has_alpha else "RGB")).copy()
 
 
 def output_suffix(source_suffix: str, array: np.ndarray) -> str:
@@ -56,9 +68,13 @@ def output_suffix(source_suffix: str, array: np.ndarray) -> str:
     return s
 
 
-def write_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+DEFAULT_QUALITY = 95
+
+
+def write_image(path: str | os.PathLike[str], array: np.ndarray, quality: int = DEFAULT_QUALITY) -> Path:
     """Write a uint8 or uint16 (H, W), (H, W, 3) or (H, W, 4) array. uint16 images must go to a
-    ``.png`` path (written as 16-bit PNG)."""
+    ``.png`` path (written as 16-bit PNG). ``quality`` (1..100) applies to JPEG (written without
+    chroma subsampling) and WebP."""
     path = Path(path)
     if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"write_image takes uint8 or uint16 arrays, got {array.dtype}")
@@ -70,8 +86,15 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
             raise ValueError(f"{path}: 16-bit images are written as .png")
         path.write_bytes(encode_png16(array))
         return path
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
     image_mod = require("PIL.Image", "core")
-    image_mod.fromarray(array).save(str(path))
+    options: dict[str, Any] = {}
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        options = {"quality": quality, "subsampling": 0}
+    elif path.suffix.lower() == ".webp":
+        options = {"quality": quality}
+    image_mod.fromarray(array).save(str(path), **options)
     return path
 
 

@@ -78,7 +78,8 @@ def test_engine_gray_and_16bit_inputs(colorize_onnx: Path) -> None:
 
 
 def test_from_pretrained_unknown_name_lists_the_available() -> None:
-    with pytest.raises(ValueError, match=r"no pretrained model named 'nope'; available: \[.*\]"):
+    with pytest.raises(FileNotFoundError, match=r"no model file or model named 'nope'; available models: .*colorize.*"
+                                                r"pyfill models add FILE --name NAME"):
         Engine.from_pretrained("nope")
 
 

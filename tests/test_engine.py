@@ -49,7 +49,7 @@ def _image(h: int, w: int, seed: int = 0, c: int = 3) -> np.ndarray:
 def _torch_reference(ckpt: Path, x01: np.ndarray) -> np.ndarray:
     """The module run directly on a reflect-padded image, cropped back, mapped to [0, 1]."""
     module, manifest = load_checkpoint(ckpt)
-    m = manifest.size["multiple_of"]
+    m = manifest.size.multiple_of
     h, w = x01.shape[:2]
     ph, pw = (-h) % m, (-w) % m
     x = np.pad(x01 * 2 - 1, ((0, ph), (0, pw), (0, 0)), mode="reflect").transpose(2, 0, 1)[None]
@@ -118,7 +118,7 @@ def test_auto_tiling_kicks_in_above_twice_the_advised_tile(unet_files, monkeypat
 
 
 def test_tile_layout_covers_evenly() -> None:
-    from pyfill.engine.processing import tile_layout
+    from pyfill.engine.tiling import tile_layout
 
     for length, tile, overlap in [(1024, 512, 32), (333, 64, 16), (401, 200, 48), (100, 256, 32), (257, 256, 32)]:
         starts, size = tile_layout(length, tile, overlap)

@@ -69,7 +69,7 @@ def region_mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def test_shipped_model_manifest(engine: Engine) -> None:
     labels, latent = engine.manifest.inputs
-    assert engine.manifest.size["fixed"] == [128, 128]
+    assert engine.manifest.size.fixed == (128, 128)
     assert labels.class_names == [n for n, _ in LABELS] and labels.palette == [list(c) for _, c in LABELS]
     assert latent.length == 648 and latent.derive["op"] == "stroke_grid"
 

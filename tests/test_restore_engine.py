@@ -100,7 +100,7 @@ needs_shipped = pytest.mark.skipif("restore" not in pretrained_models(), reason=
 @needs_shipped
 def test_shipped_model_manifest_allows_tiling() -> None:
     engine = Engine.from_pretrained("restore")
-    assert engine.manifest.task == "restore" and engine.manifest.tiling["supported"]
+    assert engine.manifest.task == "restore" and engine.manifest.tiling.supported
     assert [s.name for s in engine.manifest.outputs] == ["restored"]
 
 

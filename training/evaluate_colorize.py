@@ -98,8 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"package image names ({', '.join(PACKAGE_IMAGES)}) or image files (held out from training)")
     parser.add_argument("--out", help="folder for the example PNGs")
     args = parser.parse_args(argv)
-    model = Path(args.model)
-    engine = Engine(model) if model.suffix else Engine.from_pretrained(args.model)
+    engine = Engine(args.model)
     images = {Path(n).stem if Path(n).suffix else n: (load_image_file(n) if Path(n).suffix else package_image(n))
               for n in args.images}
     print(markdown_table(evaluate(engine, images, Path(args.out) if args.out else None)))

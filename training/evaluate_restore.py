@@ -110,8 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
-    model = Path(args.model)
-    engine = Engine(model) if model.suffix else Engine.from_pretrained(args.model)
+    engine = Engine(args.model)
     images = {Path(n).stem if Path(n).suffix else n: load_uint8(n) for n in args.images}
     table = evaluate(engine, images, args.seeds, Path(args.out) if args.out else None)
     print(markdown_table(table))

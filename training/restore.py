@@ -180,8 +180,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     manifest = make_manifest("restore", config["model"])
     data_cfg = config["data"]
     crop = int(data_cfg["crop"])
-    if crop % int(manifest.size["multiple_of"]):
-        raise ValueError(f"data.crop ({crop}) must be a multiple of {manifest.size['multiple_of']} for this model")
+    if crop % int(manifest.size.multiple_of):
+        raise ValueError(f"data.crop ({crop}) must be a multiple of {manifest.size.multiple_of} for this model")
     images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]), crop)
     trainer = JointTrainer(net, config, ctx)
     modules = {"model": net}

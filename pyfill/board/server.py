@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from pyfill.engine import Engine
+from pyfill.tasks import generate, generate_engine, legend
 
 BOARD_DIR = Path(__file__).resolve().parent
 STATIC_DIR = BOARD_DIR / "static"
@@ -121,14 +122,12 @@ class BoardServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], engine: Engine) -> None:
-        spec = next((s for s in engine.manifest.inputs if s.kind == "labels"), None)
-        if spec is None or not spec.palette:
+        entries = legend(engine)
+        if not entries:
             raise ValueError(f"{engine.path.name}: the drawing board needs a model whose labels have legend colours")
         self.engine = engine
-        self.labels_name = spec.name
-        self.palette = np.asarray(spec.palette, np.uint8)
-        names = spec.class_names or [f"class {i}" for i in range(spec.classes)]
-        self.legend = [{"index": i, "name": n, "colour": [int(c) for c in self.palette[i]]} for i, n in enumerate(names)]
+        self.palette = np.asarray([e.colour for e in entries], np.uint8)
+        self.legend = [{"index": e.index, "name": e.name, "colour": list(e.colour)} for e in entries]
         self.templates = sorted(p.stem for p in TEMPLATE_DIR.glob("*.png"))
         self.lock = threading.Lock()
         super().__init__(address, BoardHandler)
@@ -145,8 +144,7 @@ class BoardServer(ThreadingHTTPServer):
         if "labels" not in body:
             raise BadRequest("missing field 'labels' (a base64 PNG label map)")
         labels_im = decode_png("labels", body["labels"])
-        labels = label_array(labels_im)
-        inputs: dict[str, Any] = {self.labels_name: labels}
+        inputs: dict[str, Any] = {"labels": label_array(labels_im)}
         if body.get("strokes") is not None:
             strokes_im = decode_png("strokes", body["strokes"])
             if strokes_im.size != labels_im.size:
@@ -159,7 +157,7 @@ class BoardServer(ThreadingHTTPServer):
         with self.lock:
             start = time.perf_counter()
             try:
-                image = self.engine(**inputs)
+                image = generate(**inputs, model=self.engine)
             except (ValueError, TypeError) as exc:
                 raise BadRequest(str(exc)) from exc
             seconds = time.perf_counter() - start
@@ -215,7 +213,7 @@ class BoardHandler(BaseHTTPRequestHandler):
         elif path.startswith("/static/"):
             self._static(path[len("/static/"):])
         elif path == "/api/labels":
-            fixed = self.server.engine.manifest.size["fixed"]
+            fixed = self.server.engine.manifest.size.fixed
             self._json(HTTPStatus.OK, {"labels": self.server.legend, "size": list(fixed) if fixed else [128, 128]})
         elif path == "/api/templates":
             self._json(HTTPStatus.OK, {"templates": self.server.templates})
@@ -257,9 +255,7 @@ def make_server(host: str = "127.0.0.1", port: int = 8765, model: str = "generat
                 backend: str = "auto") -> BoardServer:
     """A board server bound to ``host:port`` (port 0: any free port), not yet serving.
     ``model``: a shipped model's name or a model file."""
-    path = Path(model)
-    engine = Engine(path, backend=backend) if path.suffix else Engine.from_pretrained(model, backend=backend)
-    return BoardServer((host, port), engine)
+    return BoardServer((host, port), generate_engine(model, backend=backend))
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, model: str = "generate", backend: str = "auto") -> None:

@@ -1,6 +1,6 @@
-"""The inference engine: manifest, pre/post-processing, tiling and backends."""
+"""The inference engine: model resolution, backend choice, input conversion, tiling, backends."""
 
-from pyfill.engine.engine import Engine, pretrained_models
-from pyfill.engine.manifest import Manifest, ManifestError, TensorSpec
+from pyfill.engine.engine import Engine, Result, pretrained_models
+from pyfill.manifest import Manifest, ManifestError, TensorSpec
 
-__all__ = ["Engine", "pretrained_models", "Manifest", "ManifestError", "TensorSpec"]
+__all__ = ["Engine", "Result", "pretrained_models", "Manifest", "ManifestError", "TensorSpec"]

@@ -14,7 +14,7 @@ from pyfill._core import require
 
 require("torch", "train")
 
-from pyfill.engine.manifest import Manifest  # noqa: E402
+from pyfill.manifest import Manifest  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyfill.engine.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, TensorSpec
 from pyfill.models import Architecture, register
 from pyfill.models.blocks import UNetBody, patch_discriminator
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyfill.engine.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, TensorSpec
 from pyfill.models import Architecture, register
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyfill.engine.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, TensorSpec
 from pyfill.models.blocks import UNetBody
 from pyfill.models import Architecture, register
 
