@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyfill.engine.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, TensorSpec
 from pyfill.models import Architecture, register
 from pyfill.models.blocks import conv_block, patch_discriminator
 
@@ -157,7 +157,7 @@ def _swap_manifest(config: dict[str, Any], task: str) -> Manifest:
         family="swap",
         config=config,
         inputs=[TensorSpec("target", "image", 3, "rgb", (0.0, 1.0)),
-                TensorSpec("source", "vector", 0, "none", (-1.0, 1.0), length=int(config["emb"]))],
+                TensorSpec("source", "embedding", 1, "none", (-1.0, 1.0), length=int(config["emb"]))],
         outputs=[TensorSpec("output", "image", 3, "rgb", (0.0, 1.0))],
         size={"multiple_of": 2 ** int(config["depth"]), "min_size": size, "fixed": [size, size]},
         tiling={"supported": False, "tile": size, "overlap": 0},
@@ -172,7 +172,7 @@ def _face_id_manifest(config: dict[str, Any], task: str) -> Manifest:
         family="face_id",
         config=config,
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
-        outputs=[TensorSpec("embedding", "vector", 0, "none", (-1.0, 1.0), length=int(config["emb"]))],
+        outputs=[TensorSpec("embedding", "embedding", 1, "none", (-1.0, 1.0), length=int(config["emb"]))],
         size={"multiple_of": 16, "min_size": size, "fixed": [size, size]},
         tiling={"supported": False, "tile": size, "overlap": 0},
         fp16=False,
