@@ -7,7 +7,7 @@ with the conventions FaceFusion users have (SCRFD-style detectors, ArcFace-style
 
 from __future__ import annotations
 
-from pyfill.faces.align import ARCFACE_112, ARCFACE_128, align, alignment_matrix, similarity_transform, template
+from pyfill.faces.align import ARCFACE_112, ARCFACE_128, align_face, alignment_matrix, similarity_transform, template
 from pyfill.faces.analysis import (
     ArcFaceEmbedder,
     DetectedFace,
@@ -18,6 +18,6 @@ from pyfill.faces.analysis import (
 )
 from pyfill.faces.paste import face_mask, match_colours, paste_back
 
-__all__ = ["ARCFACE_112", "ARCFACE_128", "align", "alignment_matrix", "similarity_transform", "template",
+__all__ = ["ARCFACE_112", "ARCFACE_128", "align_face", "alignment_matrix", "similarity_transform", "template",
            "ArcFaceEmbedder", "DetectedFace", "DlibDetector", "DlibEmbedder", "FaceAnalyzer", "ScrfdDetector",
            "face_mask", "match_colours", "paste_back"]

@@ -88,7 +88,7 @@ def alignment_matrix(landmarks: np.ndarray, size: int) -> np.ndarray:
     return similarity_transform(pts, template(size))
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Warp the face with these five ``landmarks`` in ``image`` (H, W, C) to a ``size`` x
     ``size`` canonical crop (bilinear, borders replicated). Returns (crop, the 2 x 3 matrix
     from image to crop coordinates)."""

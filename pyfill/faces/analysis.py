@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pyfill._core import MissingExtraError, require
-from pyfill.faces.align import align, check_landmarks
+from pyfill.faces.align import align_face, check_landmarks
 
 
 @dataclass
@@ -326,7 +326,7 @@ class ArcFaceEmbedder:
 
     def crop(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         """The aligned (size, size, 3) uint8 crop the embedder sees."""
-        return align(check_rgb(image), check_landmarks(face.landmarks), self.size)[0]
+        return align_face(check_rgb(image), check_landmarks(face.landmarks), self.size)[0]
 
     def embed(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         e = self._run(self.crop(image, face))

@@ -20,7 +20,7 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
 
     An ellipse around the template's five landmarks: centred between eyes and mouth, reaching
     past the eyes sideways and from the brows to the chin; blurred with a Gaussian of sigma
-    ``feather * size``; zero on the crop's border.
+    ``feather * size``; zero where the blur's tail is below 1/512 and on the crop's border.
     """
     import cv2
 
@@ -36,6 +36,7 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     sigma = feather * size
     if sigma > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+    mask[mask < 1.0 / 512.0] = 0.0  # blur tails that would not change a pixel
     border = max(2, int(round(size * 0.02)))
     mask[:border], mask[-border:], mask[:, :border], mask[:, -border:] = 0.0, 0.0, 0.0, 0.0
     return mask

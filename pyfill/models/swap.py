@@ -53,7 +53,7 @@ class FaceIdEncoder(nn.Module):
             cin = w
         self.features = nn.Sequential(*layers)
         side = size // 16
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(cin * side * side, emb))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, emb))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return l2_normalise(self.head(self.features(image * 2.0 - 1.0)))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pyfill.faces.align import align, check_landmarks
+from pyfill.faces.align import align_face, check_landmarks
 from pyfill.faces.analysis import ArcFaceEmbedder, DetectedFace, FaceAnalyzer, onnx_manifest, onnx_session
 from pyfill.faces.paste import face_mask, paste_back
 from pyfill.tasks._common import join_alpha, split_alpha, to_array
@@ -201,7 +201,7 @@ class Swapper:
 
     def swap_face(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """``rgb`` (H, W, 3) uint8 with the face at these five ``landmarks`` swapped."""
-        crop, matrix = align(rgb, check_landmarks(landmarks), self.model.size)
+        crop, matrix = align_face(rgb, check_landmarks(landmarks), self.model.size)
         swapped = self.model(crop, self.source_embedding)
         return paste_back(rgb, swapped, matrix, self.mask, self.colour_match, crop)
 
