@@ -224,6 +224,11 @@ class Swapper:
         landmarks) carries over between calls, so a video can come in batches."""
         return [self._swap_frame(f) for f in frames]
 
+    @property
+    def tracked_landmarks(self) -> list[np.ndarray]:
+        """The (5, 2) landmarks of each face tracked in the last video frame."""
+        return [t.copy() for t in self._tracks]
+
     def _swap_frame(self, frame: np.ndarray) -> np.ndarray:
         import cv2
 
