@@ -200,3 +200,122 @@ def test_video_tracks_the_face_between_detections(byo: dict[str, Path]) -> None:
     # detection frames (0 and 4) are exact; optical flow keeps the others within a pixel
     assert errors[0] < 1e-6 and errors[4] < 1e-6
     assert max(errors) < 1.0 and max(errors[1:4] + errors[5:]) > 0.0
+
+
+# ---- dlib on real photos, the shipped models, the command line -------------------------------
+@pytest.fixture(scope="module")
+def dlib_analyzer() -> FaceAnalyzer:
+    if not HAS_DLIB:
+        pytest.skip("dlib / face_recognition_models not installed (pyfill[face])")
+    return FaceAnalyzer.default()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    skimage_data = pytest.importorskip("skimage.data")
+    return skimage_data.astronaut()
+
+
+@needs_dlib
+def test_dlib_finds_the_astronauts_face_and_its_landmarks(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
+    faces = dlib_analyzer.detect(astronaut)
+    assert len(faces) == 1  # the badge on the suit (dlib score 0.12) is below the default 0.3
+    face = faces[0]
+    x0, y0, x1, y1 = face.box
+    lm = face.landmarks
+    assert ((lm[:, 0] > x0) & (lm[:, 0] < x1) & (lm[:, 1] > y0) & (lm[:, 1] < y1)).all()
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]  # viewer's left first
+    assert lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()  # eyes above the nose tip above the mouth
+    assert 30 < np.linalg.norm(lm[1] - lm[0]) < 60
+
+
+@needs_dlib
+def test_dlib_embedding_knows_a_mirror_image_is_the_same_person(dlib_analyzer: FaceAnalyzer,
+                                                                 astronaut: np.ndarray) -> None:
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    e1 = dlib_analyzer.embed(astronaut, dlib_analyzer.detect(astronaut)[0])
+    e2 = dlib_analyzer.embed(mirrored, dlib_analyzer.detect(mirrored)[0])
+    assert e1.shape == (128,)
+    assert dlib_analyzer.distance(e1, e2) < dlib_analyzer.embedder.same_person
+
+
+@needs_dlib
+def test_dlib_photo_without_a_face_comes_back_unchanged(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray,
+                                                        byo: dict[str, Path]) -> None:
+    coffee = pytest.importorskip("skimage.data").coffee()
+    with pytest.warns(FaceWarning, match="no face found in the target image"):
+        result = swap(astronaut, coffee, model=byo["swapper"], embedder=byo["embedder"], analyzer=dlib_analyzer)
+    np.testing.assert_array_equal(result.image, coffee)
+
+
+@needs_dlib
+def test_the_shipped_models_swap_a_photo(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
+    target = np.ascontiguousarray(astronaut[:, ::-1])
+    result = swap(astronaut, target, analyzer=dlib_analyzer)
+    assert (result.faces_found, result.faces_swapped) == (1, 1)
+    changed = (result.image != target).any(axis=-1)
+    ys, xs = np.nonzero(changed)
+    x0, y0, x1, y1 = dlib_analyzer.detect(target)[0].box
+    # only the face region changed: every changed pixel lies near the detected face
+    assert changed.any() and xs.min() > x0 - 40 and xs.max() < x1 + 40 and ys.min() > y0 - 60 and ys.max() < y1 + 60
+
+
+@needs_dlib
+def test_reference_selects_the_faces_of_one_person(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray,
+                                                   byo: dict[str, Path]) -> None:
+    with pytest.warns(FaceWarning, match="none of the 1 faces matches the reference face"):
+        other = swap(astronaut, astronaut, model=byo["swapper"], embedder=byo["embedder"],
+                     analyzer=dlib_analyzer, reference=_hopper())
+    np.testing.assert_array_equal(other.image, astronaut)
+    same = swap(astronaut, astronaut, model=byo["swapper"], embedder=byo["embedder"], analyzer=dlib_analyzer,
+                reference=np.ascontiguousarray(astronaut[:, ::-1]))
+    assert same.faces_swapped == 1
+
+
+def _hopper() -> np.ndarray:
+    """Matplotlib's sample photo of Grace Hopper (evaluation only; never training data)."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    from PIL import Image
+
+    return np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
+
+
+def _run_cli(argv: list[str]) -> int:
+    from pyfill.faces import cli
+
+    parser = argparse.ArgumentParser(prog="pyfill")
+    sub = parser.add_subparsers(dest="command")
+    cli.add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@needs_dlib
+def test_cli_swaps_a_folder_and_counts_images_without_a_face(tmp_path: Path, astronaut: np.ndarray,
+                                                             byo: dict[str, Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    coffee = pytest.importorskip("skimage.data").coffee()
+    (tmp_path / "in").mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(tmp_path / "in" / "mirrored.png")
+    Image.fromarray(coffee).save(tmp_path / "in" / "coffee.png")
+    status = _run_cli(["swap", "--source", str(tmp_path / "face.png"), str(tmp_path / "in"), "-o",
+                       str(tmp_path / "out"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"])])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "swapped 1 faces in 1 of 2 images" in captured.out and "1 without a face" in captured.out
+    assert "no face found in" in captured.err and "coffee.png" in captured.err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "coffee.png")), coffee)
+    assert (np.asarray(Image.open(tmp_path / "out" / "mirrored.png")) != astronaut[:, ::-1]).any()
+
+
+@needs_dlib
+def test_cli_source_without_a_face_is_a_clear_error(tmp_path: Path, byo: dict[str, Path]) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(ValueError, match="no face found in the source image"):
+        _run_cli(["swap", "--source", str(tmp_path / "blank.png"), str(tmp_path / "blank.png"), "-o",
+                  str(tmp_path / "out"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"])])
