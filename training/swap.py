@@ -9,7 +9,8 @@ triplet k is drawn from its own seed (seed, k), so the pool at any step, and the
 run, is exactly reproducible.
 
 Two phases:
-  1. identity encoder E (``encoder_steps``): S and T of a triplet are the same person under
+  1. identity encoder E (``encoder_steps``; ``encoder.checkpoint`` starts it from a trained
+     ``face_id`` checkpoint): S and T of a triplet are the same person under
      different attributes, F a different one; E is trained with a symmetric InfoNCE loss
      (temperature ``tau``) in which each S must pick its T among all T and F of the batch;
   2. swap GAN with E frozen: per batch one D step (D(T | S, F) -> real, D(O | S, F) -> fake,
@@ -17,8 +18,8 @@ Two phases:
      L = k_adv * L_GAN + k_l1 * L1(O, T) + k_id_t * (1 - cos(E(O), E(T))) + k_id_s * (1 - cos(E(O), E(S)))
      with O = G(F, E(S)).
 Training stops at ``max_steps`` or when the validation L1(O, T) on ``val_count`` held-out
-triplets (seeds disjoint from training) has not improved by ``min_delta`` for ``patience``
-evaluations (``val_every`` steps apart).
+triplets (seeds disjoint from training) has improved by no more than ``min_delta`` over
+``patience`` evaluations (``val_every`` steps apart).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "threads": 0,
     "out": "runs/swap",
     "model": {"base": 16, "emb": 128, "blocks": 3, "depth": 3, "size": 128, "disc_base": 32, "disc_layers": 3},
-    "encoder": {"base": 16},
+    "encoder": {"base": 16, "checkpoint": ""},
     "data": {"pool": 512, "refresh": 4, "batch": 8, "encoder_batch": 32, "render_size": 160},
     "lr_e": 1e-3,
     "lr_g": 5e-4,
@@ -164,6 +165,7 @@ class SwapTrainer:
 
     def encoder_step(self, s: torch.Tensor, f: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
         self.encoder.train()
+        set_frozen(self.encoder, False)
         n = len(s)
         emb = self.e_train(id_crop(torch.cat([s, t, f])))
         loss, acc = info_nce(emb[:n], emb[n:2 * n], emb[2 * n:], float(self.config["tau"]))
@@ -223,6 +225,18 @@ class SwapTrainer:
         return out
 
 
+def load_encoder(encoder: FaceIdEncoder, path: str, config: dict[str, Any]) -> None:
+    """Start ``encoder`` from a ``face_id`` checkpoint (``.safetensors`` with its ``.json``),
+    e.g. to train a swapper with ``encoder_steps=0`` on an identity encoder trained before."""
+    from pyfill.export import load_checkpoint
+
+    trained, manifest = load_checkpoint(path)
+    if manifest.family != "face_id" or dict(manifest.config) != config:
+        raise ValueError(f"{path}: a face_id checkpoint with config {config} is needed, got the "
+                         f"{manifest.family} config {manifest.config}")
+    encoder.load_state_dict(trained.state_dict())
+
+
 def validation_set(config: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``val_count`` held-out triplets (a seed stream no training triplet uses)."""
     d = config["data"]
@@ -246,11 +260,11 @@ def sample_rows(net: FaceSwap, encoder: FaceIdEncoder, batch: tuple[torch.Tensor
 
 
 def plateaued(history: Sequence[float], patience: int, min_delta: float) -> bool:
-    """True when the last ``patience`` values improved on the best before them by < min_delta."""
+    """True when the best of the last ``patience`` values improves on the best before them by no
+    more than ``min_delta``."""
     if patience < 1 or len(history) <= patience:
         return False
-    best_before = min(history[:-patience])
-    return min(history[-patience:]) > best_before - min_delta
+    return min(history[:-patience]) - min(history[-patience:]) <= min_delta
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
@@ -272,6 +286,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     ecfg = {"base": int(config["encoder"]["base"]), "emb": int(mcfg["emb"]), "size": 112}
     net: FaceSwap = build_model("swap", mcfg).to(ctx.device)
     encoder: FaceIdEncoder = build_model("face_id", ecfg).to(ctx.device)
+    if config["encoder"]["checkpoint"]:
+        load_encoder(encoder, config["encoder"]["checkpoint"], ecfg)
     trainer = SwapTrainer(net, encoder, config, ctx)
     modules = {"swap": net, "face_id": encoder}
     optimizers = {"e": trainer.opt_e, "g": trainer.opt_g, "d": trainer.opt_d}
