@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pyfill._core import require
+
 #: ArcFace's five-point template for a 112 x 112 crop, (x, y) pixels.
 ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
@@ -92,7 +94,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.
     """Warp the face with these five ``landmarks`` in ``image`` (H, W, C) to a ``size`` x
     ``size`` canonical crop (bilinear, borders replicated). Returns (crop, the 2 x 3 matrix
     from image to crop coordinates)."""
-    import cv2
+    cv2 = require("cv2", "face")
 
     m = alignment_matrix(landmarks, size)
     crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

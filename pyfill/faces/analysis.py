@@ -269,7 +269,7 @@ class ScrfdDetector:
         self.min_score, self.nms_iou, self.anchors = float(min_score), float(nms_iou), int(anchors)
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        import cv2
+        cv2 = require("cv2", "face")
 
         image = check_rgb(image)
         h, w = image.shape[:2]

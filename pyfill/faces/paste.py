@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pyfill._core import require
 from pyfill.faces.align import invert_affine, template
 
 
@@ -22,7 +23,7 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     past the eyes sideways and from the brows to the chin; blurred with a Gaussian of sigma
     ``feather * size``; zero where the blur's tail is below 1/512 and on the crop's border.
     """
-    import cv2
+    cv2 = require("cv2", "face")
 
     if not 0.0 <= feather <= 0.5:
         raise ValueError(f"feather must be in [0, 0.5], got {feather}")
@@ -67,7 +68,7 @@ def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     ``original_crop`` (the aligned crop of the face being replaced) first. Returns a new image;
     pixels where the warped mask is zero are exactly those of ``image``.
     """
-    import cv2
+    cv2 = require("cv2", "face")
 
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from pyfill._core import require
 from pyfill.faces.align import align_face, check_landmarks
 from pyfill.faces.analysis import ArcFaceEmbedder, DetectedFace, FaceAnalyzer, onnx_manifest, onnx_session
 from pyfill.faces.paste import face_mask, paste_back
@@ -230,7 +231,7 @@ class Swapper:
         return [t.copy() for t in self._tracks]
 
     def _swap_frame(self, frame: np.ndarray) -> np.ndarray:
-        import cv2
+        cv2 = require("cv2", "face")
 
         from pyfill.faces.analysis import check_rgb
 
@@ -261,7 +262,7 @@ class Swapper:
     def _flow(self, before: np.ndarray, after: np.ndarray) -> list[np.ndarray]:
         """Landmarks moved by pyramidal Lucas-Kanade optical flow; faces whose points are lost
         are dropped until the next detection."""
-        import cv2
+        cv2 = require("cv2", "face")
 
         tracks = []
         for t in self._tracks:
