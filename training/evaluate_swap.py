@@ -63,7 +63,7 @@ def estimate_pose(image: np.ndarray, identity: faces.Identity, attrs: faces.Attr
     that is closest in L1 to ``image`` (an aligned ``size`` crop)."""
     best, arg = np.inf, (0.0, 0.0)
     for yaw in np.arange(-28.0, 28.1, 4.0):
-        for pitch in np.arange(-15.0, 15.1, 5.0):
+        for pitch in np.arange(-15.0, 15.1, 7.5):
             r = faces.render(identity, dataclasses.replace(attrs, yaw=float(yaw), pitch=float(pitch)), render_size,
                              template(size), size).image
             d = float(np.abs(r.astype(np.int16) - image.astype(np.int16)).mean())
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--swap", default="swap", help="swapper ONNX (default: the shipped 'swap')")
     parser.add_argument("--face-id", default="face_id", help="identity encoder ONNX (default: the shipped 'face_id')")
     parser.add_argument("--count", type=int, default=200, help="held-out procedural triplets")
-    parser.add_argument("--pose-count", type=int, default=40, help="triplets whose pose is estimated")
+    parser.add_argument("--pose-count", type=int, default=20, help="triplets whose pose is estimated")
     parser.add_argument("--images", default="docs/images", help="folder for the pictures")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args(argv)

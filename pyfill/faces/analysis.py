@@ -18,6 +18,7 @@ Images are RGB uint8 (H, W, 3) arrays; landmarks follow :mod:`pyfill.faces.align
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,11 @@ class DlibModels:
 
     @classmethod
     def load(cls) -> DlibModels:
+        """The models, loaded on first use and shared afterwards (about a second to load)."""
+        return _load_dlib_models()
+
+    @classmethod
+    def _read(cls) -> DlibModels:
         dlib = require("dlib", "face")
         folder = face_recognition_models_dir()
         return cls(
@@ -149,6 +155,11 @@ class DlibModels:
             dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat")),
             dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat")),
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _load_dlib_models() -> DlibModels:
+    return DlibModels._read()
 
 
 def _rect(dlib: Any, box: np.ndarray) -> Any:
