@@ -112,6 +112,24 @@ PYFILL_HD void sincos_turns(float u, float* s, float* c) {
   *c = ((q + 1) & 2) ? -b : b;
 }
 
+// e^x for -40 < x <= 0 (Cephes' expf polynomial on x - n ln 2, about 1 ulp), written without
+// libm so that the CPU and CUDA builds compute the same value: their expf() differ in the last bit.
+PYFILL_HD float exp_nonpositive(float x) {
+  const int n = static_cast<int>(x * 1.44269504088896341f + 64.5f) - 64;  // round(x / ln 2)
+  const float fn = static_cast<float>(n);
+  float r = x - fn * 0.693359375f;
+  r = r - fn * -2.12194440e-4f;
+  const float z = r * r;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.0f;
+  return y * bits_float(static_cast<uint32_t>(n + 127) << 23);  // times 2^n
+}
+
 // Two standard normals from two uniforms (Box-Muller).
 PYFILL_HD void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
   const float r = sqrtf(-2.0f * log_positive(uniform_open(a)));
@@ -121,10 +139,18 @@ PYFILL_HD void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
   *z1 = r * s;
 }
 
+// One of box_muller()'s two normals (z1 when `second`, else z0), with the same arithmetic.
+PYFILL_HD float box_muller_one(uint32_t a, uint32_t b, bool second) {
+  const float r = sqrtf(-2.0f * log_positive(uniform_open(a)));
+  float s, c;
+  sincos_turns(uniform_open(b), &s, &c);
+  return r * (second ? s : c);
+}
+
 // A Poisson(lam) sample for 0 < lam < 16 by inversion of one uniform word.
 PYFILL_HD float poisson_inversion(float lam, uint32_t w) {
   const float u = uniform_open(w);
-  float p = expf(-lam);
+  float p = exp_nonpositive(-lam);
   float cdf = p;
   int k = 0;
   while (u > cdf && k < 64) {
@@ -208,32 +234,10 @@ PYFILL_HD float quantise(float coef, float q) {
   return coef < 0.0f ? -a : a;
 }
 
-// One 8x8 block through JPEG's lossy core, in place: forward DCT of the level-shifted samples,
-// quantise-dequantise with table q, inverse DCT. basis[u * 8 + x] = dct_basis(u, x) and
-// basis_t is its transpose; every product keeps its innermost loop contiguous so it vectorises.
-// (The CPU kernels run block_roundtrip() of degrade.cpp: the same products in the same order.)
-PYFILL_HD void jpeg_block_roundtrip(float* blk, const float* basis, const float* basis_t, const float* q) {
-  float tmp[64], coef[64];
-  // tmp = B X, coef = tmp B^T
-  for (int i = 0; i < 64; ++i) tmp[i] = 0.0f;
-  for (int u = 0; u < 8; ++u)
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x) tmp[u * 8 + x] += basis[u * 8 + y] * blk[y * 8 + x];
-  for (int i = 0; i < 64; ++i) coef[i] = 0.0f;
-  for (int u = 0; u < 8; ++u)
-    for (int x = 0; x < 8; ++x)
-      for (int v = 0; v < 8; ++v) coef[u * 8 + v] += tmp[u * 8 + x] * basis_t[x * 8 + v];
-  for (int i = 0; i < 64; ++i) coef[i] = quantise(coef[i], q[i]);
-  // tmp = B^T coef, blk = tmp B
-  for (int i = 0; i < 64; ++i) tmp[i] = 0.0f;
-  for (int y = 0; y < 8; ++y)
-    for (int u = 0; u < 8; ++u)
-      for (int v = 0; v < 8; ++v) tmp[y * 8 + v] += basis_t[y * 8 + u] * coef[u * 8 + v];
-  for (int i = 0; i < 64; ++i) blk[i] = 0.0f;
-  for (int y = 0; y < 8; ++y)
-    for (int v = 0; v < 8; ++v)
-      for (int x = 0; x < 8; ++x) blk[y * 8 + x] += tmp[y * 8 + v] * basis[v * 8 + x];
-}
+// JPEG's lossy core on one 8x8 block: t = B X, C = quantise(t B^T), t = B^T C, X = t B, with
+// B[u][x] = dct_basis(u, x); every sum starts at 0 and adds its eight products in index order.
+// The CPU (block_roundtrip() of degrade.cpp, eight lanes at a time) and CUDA (jpeg_blocks() of
+// cuda/degrade.cu, one thread per coefficient) kernels both follow this order.
 
 // libjpeg's h2v2 "fancy" (triangular) chroma upsampling of plane c (cw x ch samples, row
 // stride `stride`) at full-resolution pixel (x, y). (The CPU kernels compute whole rows with

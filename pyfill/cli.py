@@ -18,7 +18,24 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pyfill.demo import PANELS, run_demo
+
+    print(f"pyfill demo: running {', '.join(args.systems or PANELS)} ...", flush=True)
+    page = run_demo(args.output, args.systems)
+    for png in sorted(page.parent.glob("*.png")):
+        print(f"  {png}")
+    print(f"open {page.resolve()} in a browser to see them all")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.triton_repo:
+        from pyfill.triton import run_cli_export
+
+        return run_cli_export(args)
+    if args.int8:
+        return _export_int8(args)
     from pyfill.export import build_tensorrt_engine, export_onnx
 
     src = Path(args.model)
@@ -30,8 +47,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"TensorRT engine: {out}")
         return 0
     out = Path(args.output) if args.output else src.with_suffix(".onnx")
-    export_onnx(src, out, opset=args.opset, dynamic=not args.static)
+    if args.size and not args.static:
+        raise ValueError("--size goes with --static")
+    export_onnx(src, out, opset=args.opset, dynamic=not args.static, static_size=tuple(args.size) if args.size else None)
     print(f"ONNX model: {out}")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    from pyfill.quantize import quantize_int8
+
+    if not args.calibration or not args.output:
+        raise ValueError("pyfill export MODEL --int8 needs --calibration DIR and -o OUT.onnx")
+    report = quantize_int8(args.model, args.calibration, args.output, held_out=args.held_out)
+    print(f"int8 model: {report.path} ({report.calibration_images} calibration images)")
+    where = "held-out" if args.held_out else "calibration (pass --held-out for a fair figure)"
+    print(f"PSNR of int8 vs fp32 on {len(report.psnr_db)} {where} images: mean {report.mean_psnr_db:.2f} dB, "
+          f"min {min(report.psnr_db):.2f} dB")
     return 0
 
 
@@ -119,6 +151,11 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _tile_progress(done: int, total: int) -> None:
+    sys.stderr.write(f"\r  tiles {done}/{total}" + ("\n" if done == total else ""))
+    sys.stderr.flush()
+
+
 def _target_path(out: Path, rel: Path, single_file: bool, result: Any, fmt: str | None) -> Path:
     from pyfill.images import output_suffix
 
@@ -201,6 +238,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from pyfill.tasks import restore, restore_engine
 
     engine = restore_engine(args.model, backend=args.backend, tile=None if args.tile < 0 else args.tile)
+    if sys.stderr.isatty():
+        engine.on_tile = _tile_progress
     done, failed, total = _map_images("restore", args, lambda arr: (restore(arr, model=engine), None))
     print(f"restored {len(done)} of {total} images -> {args.output}" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
@@ -239,6 +278,9 @@ def _add_image_outputs(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: the input's, or PNG where it cannot hold the result)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on a Ray cluster (default: RAY_ADDRESS, a running local one, or a new local "
+                             "instance); needs pyfill[distributed]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,17 +294,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    demo = sub.add_parser("demo", help="run every shipped system on sample inputs; writes pictures and an HTML page")
+    demo.add_argument("-o", "--output", default="pyfill-demo", help="output folder (default pyfill-demo)")
+    demo.add_argument("systems", nargs="*", metavar="SYSTEM", help="only these systems (default: all)")
+    demo.set_defaults(func=_cmd_demo)
+
     doctor = sub.add_parser("doctor", help="show what this install can use (CPU, CUDA, runtimes)")
     doctor.add_argument("--json", action="store_true", help="print machine-readable JSON")
     doctor.set_defaults(func=_cmd_doctor)
 
     export = sub.add_parser("export", help="checkpoint -> ONNX, or ONNX -> TensorRT engine")
-    export.add_argument("model", help="a .safetensors checkpoint (with its .json), or an .onnx file with --tensorrt")
+    export.add_argument("model", help="a .safetensors checkpoint (with its .json); an .onnx file or a model name "
+                        "with --tensorrt, --int8 or --triton-repo")
     export.add_argument("-o", "--output", help="output .onnx file (default: beside the checkpoint); with --tensorrt, an output folder")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     export.add_argument("--static", action="store_true", help="fixed batch and size instead of dynamic axes")
     export.add_argument("--tensorrt", action="store_true", help="build a TensorRT engine from an ONNX file")
-    export.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="TensorRT precision")
+    export.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto",
+                        help="TensorRT precision (default auto: fp16 where the manifest allows it)")
+    export.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                        help="with --static: the size to export at (default 512 512, rounded to the model's rules)")
+    export.add_argument("--int8", action="store_true",
+                        help="quantise an ONNX model (file or name) to int8 with NNCF; needs --calibration and -o")
+    export.add_argument("--calibration", metavar="DIR", help="--int8: a folder of calibration images")
+    export.add_argument("--held-out", metavar="DIR",
+                        help="--int8: images to measure int8 against fp32 on (default: the calibration images)")
+    export.add_argument("--triton-repo", metavar="DIR",
+                        help="write a Triton Inference Server model repository entry into DIR (MODEL: a file or a name)")
+    export.add_argument("--max-batch", type=int, default=8, help="Triton: the largest dynamic batch (default 8)")
+    export.add_argument("--force", action="store_true", help="Triton: replace an existing entry of that name")
     export.set_defaults(func=_cmd_export)
 
     info = sub.add_parser("info", help="print a model's manifest and the backend it would run on")
@@ -326,6 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "ray", None) is not None:
+            from pyfill.distributed import run_cli_on_ray
+
+            return run_cli_on_ray(args.command, args)
         return int(args.func(args))
     except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         print(f"pyfill {args.command}: error: {exc}", file=sys.stderr)

@@ -191,8 +191,7 @@ class Pipeline:
         unknown = sorted(set(overrides) - set(PRESETS[preset]))
         if unknown:
             raise TypeError(f"unknown option(s) for preset {preset!r}: {', '.join(unknown)}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = _arrays.check_seed(seed)
         self.preset = preset
         self.config: dict[str, Any] = {**PRESETS[preset], **overrides}
         for key, value in self.config.items():
@@ -311,7 +310,11 @@ class Pipeline:
                 raise ValueError("Pipeline.apply: float input contains NaN")
             arr = np.ascontiguousarray(arr)
             return back(_C.degrade_apply_pipeline(arr, *_encode(records)))
-        out = [apply_steps(batch[i], records[i]) for i in range(shape[0])]
+        _ops._check_layout(shape, np.dtype(str(batch.dtype).replace("torch.", "")), "Pipeline.apply")
+        if str(batch.dtype).endswith("float32") and _ops.has_nan(batch):
+            raise ValueError("Pipeline.apply: float input contains NaN")
+        with _ops.assume_finite():  # checked once above: no host synchronisation per step
+            out = [apply_steps(batch[i], records[i]) for i in range(shape[0])]
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(batch, torch.Tensor):
             return torch.stack(out)

@@ -5,9 +5,13 @@ No pickle anywhere: weights are safetensors, configs and manifests are JSON.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
+import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,8 @@ ONNX_OP_ALLOWLIST = frozenset(
         "Equal", "Where", "Floor", "Range", "Max", "Min", "Neg", "Exp", "Log", "Abs",
         "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
         "Split", "Erf", "Tile",
+        # Found in other projects' upscalers (pixel shuffle, PReLU, window padding, layer norm).
+        "DepthToSpace", "PRelu", "Mod", "LayerNormalization", "ScatterND", "Not", "ReduceL2",
     }
 )
 
@@ -60,10 +66,16 @@ def save_checkpoint(module: Any, manifest: Manifest, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Any, Manifest]:
-    """Build the module a checkpoint describes and load its weights (strictly).
+    """Build the module a checkpoint describes and load its weights (strictly): a pyfill
+    checkpoint, or another project's ``.pth``/``.pt``/``.ckpt``/``.safetensors`` whose
+    architecture spandrel recognises (:mod:`pyfill.foreign`).
 
     Returns (module in eval mode on the CPU, manifest).
     """
+    from pyfill import foreign
+
+    if foreign.is_foreign_file(path):
+        return foreign.load_module(path)
     safetensors_torch = require("safetensors.torch", "train")
     from pyfill.models import build_model
 
@@ -115,6 +127,19 @@ def onnx_operators(path: str | Path) -> set[str]:
     return {node.op_type for node in model.graph.node}
 
 
+def static_export_size(manifest: Manifest, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The (height, width) a static export is traced at: the manifest's fixed size, else
+    ``size`` (default 512 x 512) rounded up to the size rules."""
+    fixed = manifest.size.fixed
+    if fixed:
+        return int(fixed[0]), int(fixed[1])
+    h, w = size or (512, 512)
+    if int(h) < 1 or int(w) < 1:
+        raise ValueError(f"static_size must be positive, got {size}")
+    m, lo = manifest.size.multiple_of, manifest.size.min_size
+    return tuple(max(lo, (int(v) + m - 1) // m * m) for v in (h, w))  # type: ignore[return-value]
+
+
 def export_onnx(
     source: str | Path | Any,
     out_path: str | Path,
@@ -123,17 +148,27 @@ def export_onnx(
     dynamic: bool = True,
     rtol: float = 1e-3,
     atol: float = 1e-4,
+    static_size: tuple[int, int] | None = None,
 ) -> Path:
-    """Export a checkpoint (path) or a module (with ``manifest``) to ONNX with the manifest in
-    its metadata.
+    """Export a checkpoint (path: a pyfill checkpoint or another project's, see
+    :func:`load_checkpoint`) or a module (with ``manifest``) to ONNX with the manifest in its
+    metadata.
 
-    Dynamic batch, and dynamic height and width unless the manifest fixes the size. Before the
-    file is written: ``onnx.checker`` passes, the graph uses only :data:`ONNX_OP_ALLOWLIST`, and
-    ONNX Runtime's outputs match PyTorch's on random inputs at two sizes (``rtol``/``atol``).
+    ``dynamic``: dynamic batch, and dynamic height and width unless the manifest fixes the size.
+    Otherwise (static) the graph takes batch 1 at :func:`static_export_size` (``static_size``,
+    default 512 x 512, rounded to the size rules), and the manifest written into it fixes that
+    size, so that the Engine resizes other sizes to it. Before the file is written:
+    ``onnx.checker`` passes, the graph uses only :data:`ONNX_OP_ALLOWLIST`, and ONNX Runtime's
+    outputs match PyTorch's on random inputs (``rtol``/``atol``): at two sizes and batches 1 and
+    2 when dynamic, at the traced shape when static.
     """
     torch = require("torch", "train")
     onnx = require("onnx", "train")
     if isinstance(source, (str, Path)):
+        from pyfill import foreign
+
+        if foreign.is_foreign_file(source):
+            rtol, atol = min(rtol, foreign.RTOL), min(atol, foreign.ATOL)
         module, manifest = load_checkpoint(source)
     else:
         if manifest is None:
@@ -152,16 +187,26 @@ def export_onnx(
             if s.spatial and spatial_dynamic:
                 axes.update({2: "height", 3: "width"})
             dyn[s.name] = axes
-    feeds = example_inputs(manifest, batch=2)
+        traced = {"batch": 2}
+    else:
+        h, w = static_export_size(manifest, static_size)
+        # A static file runs at one size: smaller inputs are padded up to it (no resampling).
+        manifest = dataclasses.replace(manifest, size=dataclasses.replace(manifest.size, fixed=(h, w), resize="pad"))
+        traced = {"batch": 1, "height": h, "width": w}
+    feeds = example_inputs(manifest, **traced)
     args = tuple(torch.from_numpy(feeds[n]) for n in names_in)
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, str(tmp), input_names=names_in, output_names=names_out,
-            dynamic_axes=dyn or None, opset_version=opset, dynamo=False, do_constant_folding=True,
-        )
+    tmp = _unique_temp(out_path)
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(
+                    module, args, str(tmp), input_names=names_in, output_names=names_out,
+                    dynamic_axes=dyn or None, opset_version=opset, dynamo=False, do_constant_folding=True,
+                )
+            except RuntimeError as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ExportError(f"PyTorch could not trace the model to ONNX: {first}") from exc
         model = onnx.load(str(tmp))
         onnx.checker.check_model(model, full_check=True)
         used = {node.op_type for node in model.graph.node}
@@ -171,24 +216,39 @@ def export_onnx(
         entry = model.metadata_props.add()
         entry.key, entry.value = ONNX_METADATA_KEY, manifest.to_json()
         onnx.save(model, str(tmp))
-        _compare_with_torch(module, manifest, tmp, spatial_dynamic, rtol, atol)
+        checks = _dynamic_checks(manifest, spatial_dynamic) if dynamic else [traced]
+        _compare_with_torch(module, manifest, tmp, checks, rtol, atol)
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
     return out_path
 
 
-def _compare_with_torch(module: Any, manifest: Manifest, onnx_path: Path, spatial_dynamic: bool,
+def _unique_temp(target: Path) -> Path:
+    """A new, empty temporary file beside ``target`` (unique, so that two processes writing the
+    same target never share one), to be renamed over it with os.replace."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _dynamic_checks(manifest: Manifest, spatial_dynamic: bool) -> list[dict[str, int]]:
+    """Batch 1 at the smallest convenient size and batch 2 at a larger, non-square one."""
+    if not spatial_dynamic:
+        return [{"batch": 1}, {"batch": 2}]
+    m = manifest.size.multiple_of
+    base = max(m, manifest.size.min_size, 32)
+    return [{"batch": 1, "height": base, "width": base}, {"batch": 2, "height": base + m, "width": base + 2 * m}]
+
+
+def _compare_with_torch(module: Any, manifest: Manifest, onnx_path: Path, checks: list[dict[str, int]],
                         rtol: float, atol: float) -> None:
     import onnxruntime as ort
     import torch
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    m = manifest.size.multiple_of
-    base = max(m, manifest.size.min_size, 32)
-    sizes = [(base, base), (base + m, base + 2 * m)] if spatial_dynamic else [(None, None)]
-    for i, (h, w) in enumerate(sizes):
-        feeds = example_inputs(manifest, batch=1 + i, height=h, width=w, seed=100 + i)
+    for i, shape in enumerate(checks):
+        feeds = example_inputs(manifest, seed=100 + i, **shape)
         got = sess.run(None, feeds)
         with torch.no_grad():
             want = module(*(torch.from_numpy(feeds[s.name]) for s in manifest.inputs))
@@ -220,46 +280,108 @@ def cache_dir() -> Path:
     return path
 
 
-def tensorrt_cache_key(onnx_sha256: str, gpu_name: str, trt_version: str, precision: str,
+def tensorrt_cache_key(onnx_sha256: str, gpu: dict[str, Any], trt_version: str, precision: str, typing: str,
                        profile: dict[str, Any]) -> str:
-    """The engine cache key: model hash + GPU name + TensorRT version + precision + profile."""
+    """The engine cache key: model hash, the GPU (name and compute capability), TensorRT
+    version, precision, typing mode ("weak" or "strong") and optimisation profile. An engine
+    runs only on the GPU model and TensorRT version it was built for."""
     blob = json.dumps(
-        {"model": onnx_sha256, "gpu": gpu_name, "trt": trt_version, "precision": precision, "profile": profile},
+        {"model": onnx_sha256, "gpu": gpu["name"], "cc": list(gpu["compute_capability"]), "trt": trt_version,
+         "precision": precision, "typing": typing, "profile": profile},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def tensorrt_typing(trt: Any) -> str:
+    """"weak" where the TensorRT module still has ``BuilderFlag.FP16`` (TensorRT 10: fp16 is a
+    builder flag on the fp32 graph), else "strong" (TensorRT 11: every network is strongly typed,
+    and fp16 needs a graph whose tensors are fp16)."""
+    return "weak" if hasattr(trt.BuilderFlag, "FP16") else "strong"
+
+
+def tensorrt_precision(manifest: Manifest, precision: str) -> str:
+    """Resolve "auto" to fp16 where the manifest allows it, else fp32; refuse fp16 for a model
+    whose manifest says it does not support fp16."""
+    if precision not in ("auto", "fp32", "fp16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'fp16', got {precision!r}")
+    if precision == "auto":
+        return "fp16" if manifest.fp16 else "fp32"
+    if precision == "fp16" and not manifest.fp16:
+        raise ValueError(f"the manifest of {manifest.family} says the model does not support fp16; use precision='fp32'")
+    return precision
+
+
+def fp16_onnx(onnx_path: str | Path, out_path: str | Path) -> Path:
+    """Write an fp16 copy of an fp32 ONNX model for a strongly typed TensorRT build: weights and
+    activations in fp16, inputs and outputs kept fp32 (casts inside the graph), the metadata
+    kept; operators that need fp32 stay fp32 (onnxconverter-common's block list)."""
+    onnx = require("onnx", "tensorrt")
+    float16 = require("onnxconverter_common.float16", "tensorrt")
+    model = onnx.load(str(onnx_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reports each weight below fp16's smallest normal
+        half = float16.convert_float_to_float16(model, keep_io_types=True)
+    onnx.save(half, str(out_path))
+    return Path(out_path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def timing_cache_path(folder: Path, gpu: dict[str, Any], trt_version: str) -> Path:
+    """One timing cache per GPU model, compute capability and TensorRT version: timings measured
+    on one GPU say nothing about another."""
+    cc = "".join(str(v) for v in gpu["compute_capability"])
+    return folder / f"timing-{_slug(gpu['name'])}-sm{cc}-trt{_slug(trt_version)}.cache"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = _unique_temp(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def build_tensorrt_engine(
     onnx_path: str | Path,
-    precision: str = "fp16",
+    precision: str = "auto",
     profile: dict[str, dict[str, tuple[int, ...]]] | None = None,
     out_dir: str | Path | None = None,
     workspace_gib: float = 4.0,
 ) -> Path:
-    """Build (or fetch from the cache) a TensorRT engine for an ONNX model.
+    """Build (or fetch from the cache) a TensorRT engine for a pyfill ONNX model, for the CUDA
+    device current in this thread.
 
-    ``profile`` maps each input name to {"min": shape, "opt": shape, "max": shape}; by default
-    batch 1..8 and sizes 64..1024 around 512 (fixed-size models: their size). The engine and
-    its manifest (``.json``) are stored under ``cache_dir()/tensorrt`` (or ``out_dir``) by
-    :func:`tensorrt_cache_key`; a timing cache beside them speeds up later builds.
+    ``precision``: "auto" (fp16 where the manifest allows it, else fp32), "fp32" or "fp16" (an
+    error for a model whose manifest says no). TensorRT 10 builds fp16 with its FP16 builder flag;
+    TensorRT 11, which builds only strongly typed networks, from an fp16 copy of the ONNX
+    (:func:`fp16_onnx`). ``profile`` maps each input name to {"min": shape, "opt": shape, "max":
+    shape}; by default :func:`default_tensorrt_profile`. The engine and its manifest (``.json``)
+    are stored under ``cache_dir()/tensorrt`` (or ``out_dir``) by :func:`tensorrt_cache_key`,
+    with a timing cache per GPU beside them; files are written under unique temporary names and
+    renamed into place, so concurrent builds never see half-written files.
     """
-    trt = require("tensorrt", "tensorrt")
-    from pyfill._core import _C
-
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
-    devices, reason = _C.cuda_devices()
-    if not devices:
-        raise RuntimeError(f"building a TensorRT engine needs a CUDA GPU: {reason}")
+    from pyfill.engine import backends
     from pyfill.manifest import read_onnx_manifest
+
+    trt = backends.load_tensorrt()
 
     manifest = read_onnx_manifest(onnx_path)
     if manifest is None:
         raise ValueError(f"{onnx_path}: no pyfill manifest in the ONNX metadata; export it with pyfill.export")
+    precision = tensorrt_precision(manifest, precision)
+    ok, reason = backends.tensorrt_usable()
+    if not ok:
+        raise RuntimeError(f"building a TensorRT engine needs TensorRT, cuda-python and a CUDA GPU: {reason}")
+    gpu = backends.current_gpu()
+    typing = tensorrt_typing(trt)
     profile = profile or default_tensorrt_profile(manifest)
-    key = tensorrt_cache_key(file_sha256(onnx_path), devices[0]["name"], trt.__version__, precision,
-                             {k: {kk: list(vv) for kk, vv in v.items()} for k, v in profile.items()})
+    profile_json = {k: {kk: list(vv) for kk, vv in v.items()} for k, v in profile.items()}
+    key = tensorrt_cache_key(file_sha256(onnx_path), gpu, trt.__version__, precision, typing, profile_json)
     folder = Path(out_dir) if out_dir else cache_dir() / "tensorrt"
     folder.mkdir(parents=True, exist_ok=True)
     engine_path = folder / f"{key}.engine"
@@ -268,16 +390,28 @@ def build_tensorrt_engine(
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    strong = typing == "strong"
+    flags = 0
+    if strong and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT could not parse {onnx_path}: {errors}")
+    source = Path(onnx_path)
+    half = _unique_temp(folder / f"{key}.fp16.onnx") if strong and precision == "fp16" else None
+    try:
+        if half is not None:
+            source = fp16_onnx(onnx_path, half)
+        if not parser.parse_from_file(str(source)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ExportError(f"TensorRT could not parse {onnx_path}: {errors}")
+    finally:
+        if half is not None:
+            half.unlink(missing_ok=True)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if precision == "fp16":
+    if precision == "fp16" and not strong:
         config.set_flag(trt.BuilderFlag.FP16)
-    timing_path = folder / "timing.cache"
+    timing_path = timing_cache_path(folder, gpu, trt.__version__)
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=True)
     opt_profile = builder.create_optimization_profile()
@@ -287,21 +421,22 @@ def build_tensorrt_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine for {onnx_path}")
-    tmp = engine_path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(serialized))
-    os.replace(tmp, engine_path)
-    timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    manifest.provenance = {**manifest.provenance, "tensorrt": {"precision": precision, "profile": {
-        k: {kk: list(vv) for kk, vv in v.items()} for k, v in profile.items()}, "gpu": devices[0]["name"],
-        "version": trt.__version__}}
-    manifest.save(engine_path.with_suffix(".json"))
+    _write_atomically(engine_path, bytes(serialized))
+    _write_atomically(timing_path, bytes(config.get_timing_cache().serialize()))
+    manifest.provenance = {**manifest.provenance, "tensorrt": {
+        "precision": precision, "typing": typing, "profile": profile_json, "gpu": gpu["name"],
+        "compute_capability": list(gpu["compute_capability"]), "version": trt.__version__}}
+    _write_atomically(engine_path.with_suffix(".json"), manifest.to_json().encode())
     return engine_path
 
 
 def default_tensorrt_profile(manifest: Manifest) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Batch 1..8; spatial 64..1024 (opt 512) rounded to the size rules, or the fixed size."""
+    """Batch 1..8; spatial 64..1024 (opt 512) for models that tile, 64..2048 for models that
+    do not (their large images cannot be cut into tiles), rounded to the size rules; or the
+    fixed size."""
     fixed = manifest.size.fixed
     m = manifest.size.multiple_of
+    top = 1024 if manifest.tiling.supported else 2048
 
     def rnd(v: int) -> int:
         return max(m, manifest.size.min_size, (v + m - 1) // m * m)
@@ -316,6 +451,6 @@ def default_tensorrt_profile(manifest: Manifest) -> dict[str, dict[str, tuple[in
         if fixed:
             lo = opt = hi = tuple(fixed)
         else:
-            lo, opt, hi = (rnd(64), rnd(64)), (rnd(512), rnd(512)), (rnd(1024), rnd(1024))
+            lo, opt, hi = (rnd(64), rnd(64)), (rnd(512), rnd(512)), (rnd(top), rnd(top))
         prof[s.name] = {"min": (1, c, *lo), "opt": (1, c, *opt), "max": (8, c, *hi)}
     return prof

@@ -260,8 +260,13 @@ def validate_manifest_dict(d: Any) -> None:
 
     validator = jsonschema.Draft202012Validator(manifest_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(d))
-    if error is not None:
-        raise ManifestError(f"manifest field '{_format_path(error.absolute_path)}': {error.message}")
+    if error is None:
+        return
+    path, message = list(error.absolute_path), error.message
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        path, message = [*path, missing], "required, but missing"
+    raise ManifestError(f"manifest field '{_format_path(path)}': {message}")
 
 
 @dataclass

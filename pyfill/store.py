@@ -1,8 +1,8 @@
 """The local model store: models too large for the wheel, kept in ``$PYFILL_HOME/models``.
 
 ``PYFILL_HOME`` defaults to ``$XDG_DATA_HOME/pyfill`` (``~/.local/share/pyfill``). A stored model
-is a file (``NAME.onnx``, ``NAME.engine``/``.plan`` with its ``NAME.json``, or ``NAME.safetensors``
-with its ``NAME.json``) under that folder. Nothing is ever downloaded: files come in through
+is a file (``NAME.onnx``, ``NAME.engine``/``.plan`` with its ``NAME.json``, ``NAME.safetensors``
+with its ``NAME.json``, or another project's ``NAME.pth``/``.pt``/``.ckpt``) under that folder. Nothing is ever downloaded: files come in through
 :func:`add_model` (``pyfill models add FILE --name NAME``).
 
 Name resolution, used by the CLI, the board, ``pyfill info``, the tasks and training scripts
@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "models" / "pretrained"
-MODEL_SUFFIXES = (".onnx", ".safetensors", ".engine", ".plan", ".trt")
+MODEL_SUFFIXES = (".onnx", ".safetensors", ".engine", ".plan", ".trt", ".pth", ".pt", ".ckpt")
 # Files that travel with a model file of the same stem.
 _COMPANIONS = {".safetensors": (".json",), ".engine": (".json",), ".plan": (".json",), ".trt": (".json",)}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+
+
+def _drop_source_tree_from_path() -> None:
+    """``python -m pytest`` puts the current directory first on ``sys.path``; run from the
+    repository root, the source tree (which has no compiled core) would then shadow the
+    installed pyfill. Editable installs and in-place builds are unaffected."""
+    root = Path(__file__).resolve().parents[1]
+    if any(p.suffix in (".so", ".pyd") for p in (root / "pyfill").glob("_C*")):
+        return
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]
+
+
+_drop_source_tree_from_path()
 
 
 @pytest.fixture(scope="session")

@@ -90,6 +90,9 @@ def test_paint_draw_draw_again_and_go_back(board, browser, tmp_path):
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
     legend = {e["name"]: e["colour"] for e in board.legend}
     assert len(browser.find_elements(By.CSS_SELECTOR, "#legend li")) == len(board.legend)
+    # Before the first Draw: a hint, no (broken) result image.
+    assert not browser.find_element(By.ID, "result").is_displayed()
+    assert "press Draw" in browser.find_element(By.ID, "result-empty").text
 
     # Label mode: paint a water region (a pencil line, then fill it wider with a bigger brush).
     labels_canvas = browser.find_element(By.ID, "labels-canvas")
@@ -107,6 +110,8 @@ def test_paint_draw_draw_again_and_go_back(board, browser, tmp_path):
     assert canvas_pixel(browser, "strokes-canvas", 60, 12) == [245, 130, 30, 255]
     assert canvas_pixel(browser, "labels-canvas", 60, 12)[:3] == legend["sky"]
     first_src = press_draw_and_wait(browser, 1)
+    assert browser.find_element(By.ID, "result").is_displayed()
+    assert not browser.find_element(By.ID, "result-empty").is_displayed()
     first = result_png(browser)
     assert first.shape[:2] == (128, 128)
     assert "s" in browser.find_element(By.ID, "result-time").text

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pyfill.engine import Engine
-from pyfill.engine.manifest import ManifestError, TensorSpec
+from pyfill.manifest import ManifestError, TensorSpec
 from pyfill.ops.reference.stroke_grid import stroke_grid as reference_stroke_grid
 
 PALETTE = [[110, 170, 240], [235, 235, 245], [120, 100, 90], [90, 90, 95], [30, 100, 40], [110, 190, 70],

@@ -78,7 +78,7 @@ def test_restore_cli_handles_gray_alpha_16bit_and_broken_files(restore_files: tu
     assert deep.shape == (20, 28) and deep.dtype == np.uint16
     assert read_image(out / "photo.jpg").shape == (32, 32, 3)
     # a gray input is restored as three equal channels, then written back as their mean
-    engine = Engine(onnx, backend="onnxruntime")
+    engine = Engine(onnx)  # the engine the CLI runs
     want = engine(np.repeat(read_image(src / "gray.png")[..., None], 3, axis=-1)).astype(np.float64).mean(-1)
     np.testing.assert_array_equal(gray, np.rint(want).astype(np.uint8))
 

@@ -1,4 +1,5 @@
-// Error handling for CUDA runtime calls: failures become C++ exceptions (Python RuntimeError).
+// Error handling for CUDA runtime calls (failures become C++ exceptions, Python RuntimeError) and
+// the device guard every launcher takes.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,3 +15,27 @@
                                cudaGetErrorString(pyfill_err_));                        \
     }                                                                                   \
   } while (0)
+
+namespace pyfill {
+
+// Makes `device` current for the launches of one call and restores the previous device after:
+// the caller's arrays may live on any GPU, and the kernels must run on theirs.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    PYFILL_CUDA_CHECK(cudaGetDevice(&previous_));
+    changed_ = device != previous_;
+    if (changed_) PYFILL_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() {
+    if (changed_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
+}  // namespace pyfill

@@ -1,8 +1,10 @@
 // CUDA degradation kernels: one thread per output value (pixel for gray noise and salt and
-// pepper, 8x8 block for the JPEG DCT). Arithmetic shared with the CPU lives in degrade_common.h.
+// pepper, DCT coefficient for JPEG). Arithmetic shared with the CPU lives in degrade_common.h;
+// both builds compile without FMA contraction, so the two devices return the same bits.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -163,18 +165,22 @@ __global__ void resize_v(const float* tmp, T* dst, Dims d, int oh, int ow, const
 
 // ---- noise ---------------------------------------------------------------------------------
 
+// Noise kernels draw image b's numbers from Philox stream (seeds[b], streams[b]), as the CPU
+// kernels do.
 template <class T>
-__global__ void gaussian_noise_kernel(const T* src, T* dst, Dims d, float sigma, float mean, bool gray, uint64_t seed) {
+__global__ void gaussian_noise_kernel(const T* src, T* dst, Dims d, float sigma, float mean, bool gray,
+                                      const uint64_t* seeds, const uint32_t* streams) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t per_image = gray ? static_cast<int64_t>(d.h) * d.w : static_cast<int64_t>(d.h) * d.w * d.c;
   if (i >= per_image * d.b) return;
   const int64_t b = i / per_image, sample = i % per_image;
-  const Philox4 r = draw(seed, static_cast<uint32_t>(b), kTagGaussian, static_cast<uint64_t>(sample / 4));
-  float z[4];
-  box_muller(r.v[0], r.v[1], &z[0], &z[1]);
-  box_muller(r.v[2], r.v[3], &z[2], &z[3]);
+  // Draw k holds the normals of samples 4k..4k+3: words (0, 1) give the first two, (2, 3) the
+  // other two; only this sample's normal is computed.
+  const Philox4 r = draw(seeds[b], streams[b], kTagGaussian, static_cast<uint64_t>(sample / 4));
+  const int slot = static_cast<int>(sample & 3);
+  const float z = slot < 2 ? box_muller_one(r.v[0], r.v[1], slot == 1) : box_muller_one(r.v[2], r.v[3], slot == 3);
   const float to255 = 255.0f / Px<T>::levels, from255 = Px<T>::levels / 255.0f;
-  const float noise = mean + sigma * z[sample & 3];
+  const float noise = mean + sigma * z;
   const int64_t base = b * static_cast<int64_t>(d.h) * d.w * d.c;
   if (gray) {
     for (int ch = 0; ch < d.c; ++ch) {
@@ -187,7 +193,8 @@ __global__ void gaussian_noise_kernel(const T* src, T* dst, Dims d, float sigma,
 }
 
 template <class T>
-__global__ void poisson_noise_kernel(const T* src, T* dst, Dims d, float scale, bool gray, uint64_t seed) {
+__global__ void poisson_noise_kernel(const T* src, T* dst, Dims d, float scale, bool gray, const uint64_t* seeds,
+                                     const uint32_t* streams) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t pixels = static_cast<int64_t>(d.h) * d.w;
   if (i >= pixels * d.b) return;
@@ -197,25 +204,26 @@ __global__ void poisson_noise_kernel(const T* src, T* dst, Dims d, float scale, 
   T* out = dst + i * d.c;
   if (gray && d.c == 3) {
     const float lam = (0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2]) * to255;
-    const Philox4 r = draw(seed, static_cast<uint32_t>(b), kTagPoisson, static_cast<uint64_t>(p));
+    const Philox4 r = draw(seeds[b], streams[b], kTagPoisson, static_cast<uint64_t>(p));
     const float noise = scale * (poisson_sample(lam, r) - lam) * from255;
     for (int ch = 0; ch < d.c; ++ch) Px<T>::store(static_cast<float>(px[ch]) + noise, out + ch);
     return;
   }
   for (int ch = 0; ch < d.c; ++ch) {
     const float lam = static_cast<float>(px[ch]) * to255;
-    const Philox4 r = draw(seed, static_cast<uint32_t>(b), kTagPoisson, static_cast<uint64_t>(p * d.c + ch));
+    const Philox4 r = draw(seeds[b], streams[b], kTagPoisson, static_cast<uint64_t>(p * d.c + ch));
     Px<T>::store(static_cast<float>(px[ch]) + scale * (poisson_sample(lam, r) - lam) * from255, out + ch);
   }
 }
 
 template <class T>
-__global__ void salt_pepper_kernel(const T* src, T* dst, Dims d, uint64_t threshold, uint64_t seed) {
+__global__ void salt_pepper_kernel(const T* src, T* dst, Dims d, uint64_t threshold, const uint64_t* seeds,
+                                   const uint32_t* streams) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t pixels = static_cast<int64_t>(d.h) * d.w;
   if (i >= pixels * d.b) return;
   const int64_t b = i / pixels, p = i % pixels;
-  const Philox4 r = draw(seed, static_cast<uint32_t>(b), kTagSaltPepper, static_cast<uint64_t>(p));
+  const Philox4 r = draw(seeds[b], streams[b], kTagSaltPepper, static_cast<uint64_t>(p));
   const bool hit = r.v[0] < threshold;
   const T white = static_cast<T>(Px<T>::levels);
   for (int ch = 0; ch < d.c; ++ch) dst[i * d.c + ch] = hit ? ((r.v[1] & 1u) ? white : T(0)) : src[i * d.c + ch];
@@ -223,9 +231,31 @@ __global__ void salt_pepper_kernel(const T* src, T* dst, Dims d, uint64_t thresh
 
 // ---- JPEG ----------------------------------------------------------------------------------
 
-struct JpegTables {
-  float basis[64], basis_t[64], q[2][64];
-};
+// The DCT basis and the quantisation tables of every quality (1..100), written once per device.
+__constant__ float c_basis[64];
+__constant__ uint8_t c_quant[100][2][64];
+
+constexpr int kJpegBlocksPerCta = 4;  // 8x8 blocks per thread block, 64 threads each
+
+void upload_jpeg_tables() {
+  static std::mutex mutex;
+  static std::vector<bool> done;
+  int device = 0;
+  PYFILL_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (static_cast<int>(done.size()) <= device) done.resize(static_cast<size_t>(device) + 1, false);
+  if (done[static_cast<size_t>(device)]) return;
+  float basis[64];
+  for (int u = 0; u < 8; ++u)
+    for (int x = 0; x < 8; ++x) basis[u * 8 + x] = dct_basis(u, x);
+  static uint8_t quant[100][2][64];
+  for (int q = 1; q <= 100; ++q)
+    for (int t = 0; t < 2; ++t)
+      for (int i = 0; i < 64; ++i) quant[q - 1][t][i] = static_cast<uint8_t>(jpeg_quant(t, i, q));
+  PYFILL_CUDA_CHECK(cudaMemcpyToSymbol(c_basis, basis, sizeof(basis)));
+  PYFILL_CUDA_CHECK(cudaMemcpyToSymbol(c_quant, quant, sizeof(quant)));
+  done[static_cast<size_t>(device)] = true;
+}
 
 struct JpegGeom {
   int pw, ph, cw, ch, real_cw, real_ch;
@@ -241,48 +271,79 @@ __device__ void ycc_at(const T* img, Dims d, int x, int y, int* out) {
   rgb_to_ycc(Px<T>::to_u8(px[0]), Px<T>::to_u8(px[1]), Px<T>::to_u8(px[2]), out, out + 1, out + 2);
 }
 
-// One thread per 8x8 block of one component (0: Y, 1: Cb, 2: Cr) of one image.
+// 64 threads per 8x8 block of one component (0: Y, 1: Cb, 2: Cr) of one image, one per sample
+// and then per coefficient: the four matrix products of JPEG's lossy core (see
+// degrade_common.h) run in shared memory, each sum in the CPU kernel's order.
 template <class T>
-__global__ void jpeg_blocks(const T* src, uint8_t* planes, Dims d, JpegGeom g, JpegTables tab) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+__global__ void jpeg_blocks(const T* src, uint8_t* planes, Dims d, JpegGeom g, int quality) {
+  __shared__ float basis[64];
+  __shared__ float quant[2][64];
+  __shared__ float a[kJpegBlocksPerCta][64], t[kJpegBlocksPerCta][64];
+  const int lane = threadIdx.x & 63, group = threadIdx.x >> 6;
+  if (threadIdx.x < 64) {
+    basis[lane] = c_basis[lane];
+    quant[0][lane] = static_cast<float>(c_quant[quality - 1][0][lane]);
+    quant[1][lane] = static_cast<float>(c_quant[quality - 1][1][lane]);
+  }
   const int ybx = g.pw / 8, yby = g.ph / 8, cbx = g.cw / 8, cby = g.ch / 8;
   const int64_t per_image = static_cast<int64_t>(ybx) * yby + 2 * static_cast<int64_t>(cbx) * cby;
-  if (i >= per_image * d.b) return;
-  const int64_t b = i / per_image;
-  int64_t k = i % per_image;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(kJpegBlocksPerCta) + group;
+  const bool active = i < per_image * d.b;
+  int64_t b = 0, k = 0;
   int comp = 0, bw = ybx, pw = g.pw;
-  if (k >= static_cast<int64_t>(ybx) * yby) {
-    k -= static_cast<int64_t>(ybx) * yby;
-    comp = 1 + static_cast<int>(k / (static_cast<int64_t>(cbx) * cby));
-    k %= static_cast<int64_t>(cbx) * cby;
-    bw = cbx;
-    pw = g.cw;
+  if (active) {
+    b = i / per_image;
+    k = i % per_image;
+    if (k >= static_cast<int64_t>(ybx) * yby) {
+      k -= static_cast<int64_t>(ybx) * yby;
+      comp = 1 + static_cast<int>(k / (static_cast<int64_t>(cbx) * cby));
+      k %= static_cast<int64_t>(cbx) * cby;
+      bw = cbx;
+      pw = g.cw;
+    }
   }
   const int bx = static_cast<int>(k % bw) * 8, by = static_cast<int>(k / bw) * 8;
-  const T* img = src + b * static_cast<int64_t>(d.h) * d.w * 3;
-  float blk[64];
-  int ycc[3];
-  for (int j = 0; j < 64; ++j) {
-    const int x = bx + j % 8, y = by + j / 8;
+  const int row = lane >> 3, col = lane & 7;
+  float* blk = a[group];
+  float* tmp = t[group];
+  if (active) {
+    const T* img = src + b * static_cast<int64_t>(d.h) * d.w * 3;
+    const int x = bx + col, y = by + row;
+    int ycc[3];
     int v;
     if (comp == 0 || !g.sub420) {
       ycc_at(img, d, x, y, ycc);
       v = ycc[comp];
     } else {
-      int s = (x & 1) ? 2 : 1;
+      int sum = (x & 1) ? 2 : 1;
       for (int dy = 0; dy < 2; ++dy)
         for (int dx = 0; dx < 2; ++dx) {
           ycc_at(img, d, 2 * x + dx, 2 * y + dy, ycc);
-          s += ycc[comp];
+          sum += ycc[comp];
         }
-      v = s >> 2;
+      v = sum >> 2;
     }
-    blk[j] = static_cast<float>(v) - 128.0f;
+    blk[lane] = static_cast<float>(v) - 128.0f;
   }
-  jpeg_block_roundtrip(blk, tab.basis, tab.basis_t, tab.q[comp == 0 ? 0 : 1]);
-  uint8_t* plane = planes + b * g.per_image + (comp == 0 ? 0 : g.ysize + (comp - 1) * g.csize);
-  for (int j = 0; j < 64; ++j)
-    plane[static_cast<int64_t>(by + j / 8) * pw + bx + j % 8] = static_cast<uint8_t>(clamp255(round_half_up(blk[j] + 128.0f)));
+  __syncthreads();
+  float acc = 0.0f;  // t = B X: t[u][x] = sum over y of B[u][y] X[y][x]
+  for (int y = 0; y < 8; ++y) acc += basis[row * 8 + y] * blk[y * 8 + col];
+  tmp[lane] = acc;
+  __syncthreads();
+  acc = 0.0f;  // C = quantise(t B^T): C[u][v] = sum over k of t[u][k] B[v][k]
+  for (int j = 0; j < 8; ++j) acc += tmp[row * 8 + j] * basis[col * 8 + j];
+  blk[lane] = quantise(acc, quant[comp == 0 ? 0 : 1][lane]);
+  __syncthreads();
+  acc = 0.0f;  // t = B^T C: t[y][v] = sum over u of B[u][y] C[u][v]
+  for (int u = 0; u < 8; ++u) acc += basis[u * 8 + row] * blk[u * 8 + col];
+  tmp[lane] = acc;
+  __syncthreads();
+  acc = 0.0f;  // X = t B: X[y][x] = sum over v of t[y][v] B[v][x]
+  for (int v = 0; v < 8; ++v) acc += tmp[row * 8 + v] * basis[v * 8 + col];
+  if (active) {
+    uint8_t* plane = planes + b * g.per_image + (comp == 0 ? 0 : g.ysize + (comp - 1) * g.csize);
+    plane[static_cast<int64_t>(by + row) * pw + bx + col] = static_cast<uint8_t>(clamp255(round_half_up(acc + 128.0f)));
+  }
 }
 
 template <class T>
@@ -367,36 +428,58 @@ void resize(const void* src, void* dst, Dims d, bool u8, int out_h, int out_w, i
   PYFILL_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace {
+
+// Per-image Philox keys on the device, released after the launch (stream-ordered).
+struct DeviceStreams {
+  DeviceStreams(int b, const uint64_t* seeds, const uint32_t* streams, cudaStream_t stream)
+      : seeds_(b * sizeof(uint64_t), stream), streams_(b * sizeof(uint32_t), stream) {
+    PYFILL_CUDA_CHECK(cudaMemcpyAsync(seeds_.as<uint64_t>(), seeds, b * sizeof(uint64_t), cudaMemcpyHostToDevice, stream));
+    PYFILL_CUDA_CHECK(cudaMemcpyAsync(streams_.as<uint32_t>(), streams, b * sizeof(uint32_t), cudaMemcpyHostToDevice, stream));
+  }
+  const uint64_t* seeds() const { return seeds_.as<uint64_t>(); }
+  const uint32_t* streams() const { return streams_.as<uint32_t>(); }
+
+ private:
+  Scratch seeds_, streams_;
+};
+
+}  // namespace
+
 void gaussian_noise(const void* src, void* dst, Dims d, bool u8, float sigma, float mean, bool gray,
-                    uint64_t seed, cudaStream_t stream) {
+                    const uint64_t* seeds, const uint32_t* streams, cudaStream_t stream) {
   const int64_t n = gray ? static_cast<int64_t>(d.b) * d.h * d.w : count(d);
   if (n == 0) return;
+  const DeviceStreams keys(d.b, seeds, streams, stream);
   if (u8)
-    gaussian_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), d, sigma, mean, gray, seed);
+    gaussian_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), d, sigma, mean, gray, keys.seeds(), keys.streams());
   else
-    gaussian_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), static_cast<float*>(dst), d, sigma, mean, gray, seed);
+    gaussian_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), static_cast<float*>(dst), d, sigma, mean, gray, keys.seeds(), keys.streams());
   PYFILL_CUDA_CHECK(cudaGetLastError());
 }
 
-void poisson_noise(const void* src, void* dst, Dims d, bool u8, float scale, bool gray, uint64_t seed,
-                   cudaStream_t stream) {
+void poisson_noise(const void* src, void* dst, Dims d, bool u8, float scale, bool gray, const uint64_t* seeds,
+                   const uint32_t* streams, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(d.b) * d.h * d.w;
   if (n == 0) return;
+  const DeviceStreams keys(d.b, seeds, streams, stream);
   if (u8)
-    poisson_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), d, scale, gray, seed);
+    poisson_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), d, scale, gray, keys.seeds(), keys.streams());
   else
-    poisson_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), static_cast<float*>(dst), d, scale, gray, seed);
+    poisson_noise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), static_cast<float*>(dst), d, scale, gray, keys.seeds(), keys.streams());
   PYFILL_CUDA_CHECK(cudaGetLastError());
 }
 
-void salt_pepper(const void* src, void* dst, Dims d, bool u8, float amount, uint64_t seed, cudaStream_t stream) {
+void salt_pepper(const void* src, void* dst, Dims d, bool u8, float amount, const uint64_t* seeds,
+                 const uint32_t* streams, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(d.b) * d.h * d.w;
   if (n == 0) return;
   const uint64_t threshold = static_cast<uint64_t>(static_cast<double>(amount) * 4294967296.0);
+  const DeviceStreams keys(d.b, seeds, streams, stream);
   if (u8)
-    salt_pepper_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), d, threshold, seed);
+    salt_pepper_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), d, threshold, keys.seeds(), keys.streams());
   else
-    salt_pepper_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), static_cast<float*>(dst), d, threshold, seed);
+    salt_pepper_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), static_cast<float*>(dst), d, threshold, keys.seeds(), keys.streams());
   PYFILL_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -414,21 +497,16 @@ void jpeg(const void* src, void* dst, Dims d, bool u8, int quality, bool sub420,
   g.ysize = static_cast<int64_t>(g.pw) * g.ph;
   g.csize = static_cast<int64_t>(g.cw) * g.ch;
   g.per_image = g.ysize + 2 * g.csize;
-  JpegTables tab;
-  for (int u = 0; u < 8; ++u)
-    for (int x = 0; x < 8; ++x) tab.basis_t[x * 8 + u] = tab.basis[u * 8 + x] = dct_basis(u, x);
-  for (int i = 0; i < 64; ++i) {
-    tab.q[0][i] = static_cast<float>(jpeg_quant(0, i, quality));
-    tab.q[1][i] = static_cast<float>(jpeg_quant(1, i, quality));
-  }
+  upload_jpeg_tables();
   Scratch planes(static_cast<size_t>(g.per_image * d.b), stream);
   const int64_t nblocks = static_cast<int64_t>(d.b) * (g.ysize + 2 * g.csize) / 64;
+  const auto ctas = static_cast<unsigned>((nblocks + kJpegBlocksPerCta - 1) / kJpegBlocksPerCta);
   const int64_t npix = static_cast<int64_t>(d.b) * d.h * d.w;
   if (u8) {
-    jpeg_blocks<<<blocks_for(nblocks), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), planes.as<uint8_t>(), d, g, tab);
+    jpeg_blocks<<<ctas, 64 * kJpegBlocksPerCta, 0, stream>>>(static_cast<const uint8_t*>(src), planes.as<uint8_t>(), d, g, quality);
     jpeg_to_rgb<<<blocks_for(npix), kThreads, 0, stream>>>(planes.as<uint8_t>(), static_cast<uint8_t*>(dst), d, g);
   } else {
-    jpeg_blocks<<<blocks_for(nblocks), kThreads, 0, stream>>>(static_cast<const float*>(src), planes.as<uint8_t>(), d, g, tab);
+    jpeg_blocks<<<ctas, 64 * kJpegBlocksPerCta, 0, stream>>>(static_cast<const float*>(src), planes.as<uint8_t>(), d, g, quality);
     jpeg_to_rgb<<<blocks_for(npix), kThreads, 0, stream>>>(planes.as<uint8_t>(), static_cast<float*>(dst), d, g);
   }
   PYFILL_CUDA_CHECK(cudaGetLastError());

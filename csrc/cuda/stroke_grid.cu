@@ -238,21 +238,6 @@ void check_sizes(int64_t B, int64_t H, int64_t W, int64_t S1, int64_t S2) {
   }
 }
 
-// Makes `device` current for the launches and restores the previous device afterwards.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    PYFILL_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (device != previous_) PYFILL_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
 template <class T>
 void launch_stroke_grid(const T* img, const uint8_t* occ, float* out, int32_t* labels,
                         int32_t* boxes, int64_t B, int64_t H, int64_t W, int64_t S1, int64_t S2,

@@ -135,7 +135,7 @@ class BoardServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/"
 
     def draw(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - _DRAW_FIELDS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from pyfill.engine.selection import (
     probe_environment,
 )
 from pyfill.engine.tiling import run_tiled
+from pyfill.ops.convert import chw_to_image
 from pyfill.manifest import DERIVE_EXTRA_ARGS, POINT_KINDS, Manifest, ManifestError, TensorSpec
 from pyfill.store import available_models, resolve_model
 
@@ -59,6 +60,23 @@ class Result(dict):
         return self[self.image_names[0]]
 
 
+def outputs_agree(got: Result, want: Result) -> tuple[bool, str]:
+    """Whether two results of the same input agree: 8-bit images within 2 grey levels, other
+    outputs within a relative 1e-2 of the reference's largest magnitude; and what was measured."""
+    ok, parts = True, []
+    for name, ref in want.items():
+        a, b = np.asarray(got[name]), np.asarray(ref)
+        if b.dtype == np.uint8:
+            levels = int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+            ok &= levels <= 2
+            parts.append(f"{name}: {levels} grey levels")
+        else:
+            rel = float(np.abs(a.astype(np.float64) - b).max() / max(float(np.abs(b).max()), 1e-6))
+            ok &= rel <= 1e-2
+            parts.append(f"{name}: relative {rel:.2e}")
+    return ok, ", ".join(parts)
+
+
 class Engine:
     """Run a model (a pyfill checkpoint, ONNX file or TensorRT engine, another project's ONNX
     file, or a model name) on the best backend present.
@@ -71,7 +89,11 @@ class Engine:
             picks TensorRT > torch CUDA > OpenVINO > ONNX Runtime by what is installed and present
             and says why in ``info["selected_because"]``.
         device: ``auto`` | ``cpu`` | ``cuda``.
-        precision: ``auto`` (fp16 on CUDA where the model allows, else fp32) | ``fp32`` | ``fp16``.
+        precision: ``auto`` | ``fp32`` | ``fp16`` | ``bf16``. ``auto`` is fp16 on CUDA where the
+            manifest allows it; on a CPU with AMX or AVX512-BF16 it is bf16 (OpenVINO, or torch
+            autocast) when the manifest allows it and a probe input's output stays within 2 grey
+            levels (8-bit images) or a relative 1e-2 (other outputs) of fp32, else fp32;
+            ``info["precision_because"]`` says which and why.
         tile: None = tile only images larger than twice the manifest's advised tile (models whose
             manifest says they tile); 0 = never; N = tiles of N pixels. For a model without a
             pyfill manifest an explicit N is the caller's word that the model tiles.
@@ -80,6 +102,9 @@ class Engine:
             probe image tiled and whole at load and tile only when they agree within one grey
             level; ``info["tiling"]`` says what was found).
         threads: CPU threads for the CPU runtimes (0 = runtime default).
+        static_shapes: OpenVINO: compile the model once per input shape (the last four kept)
+            instead of running it with dynamic shapes; faster for streams of same-size frames
+            (video), a compile for every new size otherwise.
         cuda_graphs: torch backend on CUDA: capture one CUDA graph per input shape.
         input_range, output_range, layout, channel_order, scale: conventions of a foreign ONNX
             model without a pyfill manifest (defaults: (0, 1), (0, 1), ``NCHW``, ``rgb``, and the
@@ -104,6 +129,7 @@ class Engine:
         *,
         tiling: TilingMode = "manifest",
         threads: int = 0,
+        static_shapes: bool = False,
         cuda_graphs: bool = False,
         input_range: tuple[float, float] | None = None,
         output_range: tuple[float, float] | None = None,
@@ -134,13 +160,21 @@ class Engine:
         self.tile, self.tile_overlap = tile, tile_overlap
         env = probe_environment(device)
         form = ModelForm(self.files.onnx is not None, self.files.checkpoint is not None,
-                         self.files.tensorrt_engine is not None, self.foreign, self.manifest.fp16)
+                         self.files.tensorrt_engine is not None, self.foreign, self.manifest.fp16,
+                         self.manifest.bf16)
         choice = choose_backend(backend, device, precision, form, env)
+        self._static_shapes = static_shapes
         self.backend = self._make_backend(choice.backend, choice.device, choice.precision, threads, cuda_graphs)
         self._selected_because = choice.reason
+        self._precision_note = choice.precision_reason
         self._scale = self.manifest.size.scale
         if self.foreign:
             self._scale = scale or self._probe_scale()
+        if choice.guard:
+            self._guard_precision(choice.precision, lambda: self._make_backend(
+                choice.backend, choice.device, "fp32", threads, cuda_graphs))
+        self.on_tile: Callable[[int, int], None] | None = None
+        """Called with (tiles done, tiles in the image) while a large image runs in tiles."""
         self._tiling_note = self._decide_tiling(tiling)
 
     @classmethod
@@ -163,17 +197,63 @@ class Engine:
         if backend == "torch":
             from pyfill.export import load_checkpoint
 
+            if self.files.checkpoint is None:
+                raise ValueError("the torch backend runs pyfill checkpoints (.safetensors + .json)")
             module, _ = load_checkpoint(self.files.checkpoint)
             return TorchBackend(module, [s.name for s in self.manifest.inputs], device, precision, cuda_graphs)
         onnx_path = F.onnx_for_runtime(self.files)
         if backend == "openvino":
-            return OpenVINOBackend(onnx_path, device, precision, threads)
+            return OpenVINOBackend(onnx_path, device, precision, threads, self._static_shapes)
         return OnnxRuntimeBackend(onnx_path, device, precision, threads)
 
     def _probe_input(self, h: int, w: int) -> dict[str, Any]:
         rng = np.random.default_rng(0)
         spec = self.manifest.primary_input
         return {spec.name: rng.random((h, w, spec.channels if spec.channels in (1, 3, 4) else 3), dtype=np.float32)}
+
+    def _probe_item(self) -> dict[str, Any]:
+        """A plausible input for every non-optional model input: smooth uint8 images (a low-
+        resolution random picture upsampled), blob-shaped label maps, small random vectors."""
+        size = self.manifest.size
+        side = max(64, size.min_size)
+        h, w = size.fixed or (-(-side // size.multiple_of) * size.multiple_of,) * 2
+        rng = np.random.default_rng(0)
+        item: dict[str, Any] = {}
+        for spec in self.manifest.inputs:
+            if spec.optional or spec.derive:
+                continue
+            if spec.kind == "image":
+                coarse = rng.random((1, 3, 6, 6)).astype(np.float32)
+                smooth = P.resize_bilinear(coarse, (h, w))[0].transpose(1, 2, 0)
+                item[spec.name] = np.rint(smooth * 255).astype(np.uint8)
+            elif spec.kind == "labels":
+                blobs = rng.integers(0, spec.classes, (1, 4, 4))
+                item[spec.name] = P.resize_nearest(blobs, (h, w))[0]
+            elif spec.kind == "tokens":
+                item[spec.name] = np.ones([d or 8 for d in spec.shape], np.int64)
+            elif spec.kind in ("landmarks", "boxes"):
+                n = (spec.shape[0] or 5) if spec.shape else 5
+                xy = rng.random((n, 2 if spec.kind == "landmarks" else 4)) * [w, h] * (1 if spec.kind == "landmarks" else 2)
+                item[spec.name] = np.minimum(xy, max(h, w) - 1).astype(np.float32)
+            else:
+                item[spec.name] = (rng.standard_normal([d or 4 for d in spec.shape]) * 0.5).astype(np.float32)
+        return item
+
+    def _guard_precision(self, precision: str, make_fp32: Callable[[], Backend]) -> None:
+        """Keep the reduced precision only where its output on a probe input is within 2 grey
+        levels of fp32 (8-bit image outputs) or a relative 1e-2 (other outputs)."""
+        reduced = self.backend
+        item = self._probe_item()
+        got = self._run_items([dict(item)], force_tile=0)[0]
+        self.backend = make_fp32()
+        want = self._run_items([dict(item)], force_tile=0)[0]
+        ok, measured = outputs_agree(got, want)
+        if ok:
+            self.backend = reduced
+            self._precision_note += f"; a probe input agrees with fp32 ({measured})"
+        else:
+            self._precision_note = (f"fp32: {precision} was tried and differs from fp32 on a probe input "
+                                    f"({measured}; allowed: 2 grey levels, relative 1e-2)")
 
     def _probe_scale(self) -> int:
         spec = self.manifest.inputs[0]
@@ -215,6 +295,7 @@ class Engine:
         return {
             **self.backend.describe(),
             "selected_because": self._selected_because,
+            "precision_because": self._precision_note,
             "model": str(self.path),
             "foreign_model": self.foreign,
             "output_scale": self._scale,
@@ -294,7 +375,7 @@ class Engine:
         kind = None
         size = None
         derived: list[TensorSpec] = []
-        keep_torch = self.backend.name == "torch"
+        keep_torch = self.backend.name in ("torch", "tensorrt")  # CUDA tensors stay on the device
         for spec in self.manifest.inputs:
             label = f"{spec.name}[{index}]"
             value = item.get(spec.name)
@@ -334,8 +415,8 @@ class Engine:
 
     def _placement(self, size: tuple[int, int] | None) -> Placement | None:
         fixed = self.manifest.size.fixed
-        if size is None or not fixed:
-            return None
+        if size is None or not fixed or self.manifest.size.resize == "pad":
+            return None  # "pad" runs the spatial path: padded up to the fixed size, tiled beyond it
         return Placement.for_size(size[0], size[1], fixed, self.manifest.size.resize)
 
     def _run_group(self, group: list[dict[str, Any]], force_tile: int | None) -> list[Result]:
@@ -353,8 +434,9 @@ class Engine:
 
                     feeds[spec.name] = torch.stack(vals)
                 else:
-                    x = np.stack([v.cpu().numpy() if P.is_torch(v) else v for v in vals]).astype(np.float32)
-                    feeds[spec.name] = place.image_in(x) if place else x
+                    host = [v.cpu().numpy() if P.is_torch(v) else v for v in vals]
+                    arr = (host[0][None] if len(host) == 1 else np.stack(host)).astype(np.float32, copy=False)
+                    feeds[spec.name] = place.image_in(arr) if place else arr
             else:
                 x = np.stack([v if v is not None else I.zeros(spec) for v in vals])
                 if spec.kind in POINT_KINDS and place is not None:
@@ -363,7 +445,7 @@ class Engine:
         if size is None or place is not None:
             outs = self._run_backend(feeds)
         else:
-            outs = self._run_spatial(feeds, *size, force_tile)
+            outs = self._run_spatial(feeds, size[0], size[1], force_tile)
         return self._finish(outs, group, size, place)
 
     @staticmethod
@@ -386,15 +468,28 @@ class Engine:
         spatial = [s.name for s in self.manifest.inputs if s.spatial]
         size = self.manifest.size
         m = size.multiple_of
-        tile = self._tile_for(h, w, force_tile)
+        tile, overlap = self._tile_for(h, w, force_tile), self.tile_overlap
+        # The largest window the runtime takes: a fixed size, or a TensorRT profile's maximum.
+        limit_hw = size.fixed or getattr(self.backend, "max_spatial", None)
+        if limit_hw and (h > limit_hw[0] or w > limit_hw[1]):
+            limit = min(limit_hw)
+            if not self._may_tile:
+                raise ValueError(f"{self.path.name}: the runtime takes at most {limit} px per side here and the "
+                                 f"model does not tile; this input is {h} x {w}")
+            # Tiles whose windows (tile + context on both sides + alignment) fit the limit.
+            overlap = min(overlap, limit // 4)
+            fit = max(m, (limit - 2 * overlap - m) // m * m)
+            tile = min(tile, fit) if tile else fit
         if not tile and size.max_size is not None and max(h, w) > size.max_size:
             raise ValueError(f"{self.path.name}: the model takes at most {size.max_size} px per side and does not "
                              f"tile; this input is {h} x {w}")
 
         def run_padded(sp: dict[str, Any]) -> list[Any]:
-            th, tw = next(iter(sp.values())).shape[-2:]
-            ph, pw = P.padded_size(th, tw, m, size.min_size)
-            local = dict(feeds)
+            first = next(iter(sp.values()))
+            th, tw = first.shape[-2:]
+            ph, pw = size.fixed or P.padded_size(th, tw, m, size.min_size)
+            reps = first.shape[0] // next(iter(feeds.values())).shape[0]  # tiles batched per item
+            local = {k: v if reps == 1 else np.concatenate([v] * reps) for k, v in feeds.items() if k not in sp}
             for k, v in sp.items():
                 local[k] = P.pad_bottom_right(v, ph - th, pw - tw)
             s = self._scale
@@ -406,6 +501,7 @@ class Engine:
         if len(self.manifest.outputs) != 1:
             raise ValueError("tiling runs models with one image output")
         splits = np.cumsum([sp_feeds[k].shape[1] for k in spatial])[:-1]
+        stacked: Any
         if P.is_torch(sp_feeds[spatial[0]]):
             import torch
 
@@ -417,9 +513,14 @@ class Engine:
             parts = list(x.tensor_split(list(splits), dim=1)) if P.is_torch(x) else np.split(x, splits, axis=1)
             return run_padded(dict(zip(spatial, parts)))[0]
 
-        return [run_tiled(run_tile, stacked, tile, self.tile_overlap, m)]
+        return [run_tiled(run_tile, stacked, tile, overlap, m, progress=self.on_tile)]
 
     def _run_backend(self, feeds: dict[str, Any]) -> list[Any]:
+        cap = self.backend.max_batch
+        n = next(iter(feeds.values())).shape[0]
+        if cap is not None and n > cap:  # a fixed-batch export: run the batch in pieces
+            parts = [self._run_backend({k: v[i:i + cap] for k, v in feeds.items()}) for i in range(0, n, cap)]
+            return [np.concatenate(outs) for outs in zip(*parts)]
         if self._layout == "NHWC":
             feeds = {k: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for k, v in feeds.items()}
         outs = self.backend.run(feeds)
@@ -440,7 +541,9 @@ class Engine:
                 for i in range(len(group)):
                     results[i][spec.name] = arr[i]
                 continue
-            y = P.from_range(out, spec.value_range)
+            lo, hi = spec.value_range
+            folded = place is None and not P.is_torch(out)  # the range is folded into the uint8 conversion
+            y = out if folded else P.from_range(out, spec.value_range)
             if self._bgr:
                 y = y.flip(1) if P.is_torch(y) else y[:, ::-1]
             if place is not None:
@@ -448,6 +551,13 @@ class Engine:
             for i, g in enumerate(group):
                 kind: P.ImageKind = g["kind"]
                 yi = y[i]
+                if kind.container == "numpy" and kind.dtype == "uint8" and not P.is_torch(yi):
+                    scale, offset = (255.0 / (hi - lo), -lo * 255.0 / (hi - lo)) if folded else (255.0, 0.0)
+                    img = chw_to_image(np.asarray(yi, np.float32), scale, offset)
+                    results[i][spec.name] = img[..., 0] if kind.layout == "HW" and img.shape[-1] == 1 else img
+                    continue
+                if folded:
+                    yi = P.from_range(yi, spec.value_range)
                 if kind.container == "torch":
                     import torch
 

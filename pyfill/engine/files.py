@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyfill import foreign
 from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling, read_onnx_manifest
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".json")
@@ -19,6 +20,9 @@ class ModelFiles:
     onnx: Path | None = None
     checkpoint: Path | None = None
     tensorrt_engine: Path | None = None
+    # Another project's checkpoint (pyfill.foreign) that does not export to ONNX: its derived
+    # manifest (why the export failed: provenance["onnx_export"]); it runs on the torch backend.
+    manifest: Manifest | None = None
 
 
 def locate(path: Path) -> ModelFiles:
@@ -30,6 +34,9 @@ def locate(path: Path) -> ModelFiles:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return ModelFiles(onnx=path)
+    if foreign.is_foreign_file(path):
+        onnx, derived, _ = foreign.prepare(path)
+        return ModelFiles(onnx=onnx) if onnx is not None else ModelFiles(checkpoint=path, manifest=derived)
     if suffix in CHECKPOINT_SUFFIXES:
         weights, manifest = path.with_suffix(".safetensors"), path.with_suffix(".json")
         if not weights.is_file() or not manifest.is_file():
@@ -42,13 +49,16 @@ def locate(path: Path) -> ModelFiles:
         if not path.with_suffix(".json").is_file():
             raise FileNotFoundError(f"a TensorRT engine needs its manifest beside it: {path.with_suffix('.json')}")
         return ModelFiles(tensorrt_engine=path)
-    raise ValueError(f"{path}: not a model file pyfill knows (expected .onnx, .safetensors + .json, or .engine/.plan)")
+    raise ValueError(f"{path}: not a model file pyfill knows (expected .onnx, .safetensors + .json, .engine/.plan, "
+                     f"or another project's .pth/.pt/.ckpt/.safetensors checkpoint)")
 
 
 def load_manifest(files: ModelFiles, layout: str, channel_order: str, input_range: tuple[float, float],
                   output_range: tuple[float, float]) -> tuple[Manifest, bool]:
     """(manifest, foreign): the model's own manifest, or for an ONNX file without one the
     conventions given (``foreign`` True)."""
+    if files.manifest is not None:
+        return files.manifest, False
     if files.checkpoint is not None:
         return Manifest.load(files.checkpoint.with_suffix(".json")), False
     if files.tensorrt_engine is not None:
@@ -98,6 +108,9 @@ def onnx_for_runtime(files: ModelFiles) -> Path:
         return files.onnx
     if files.checkpoint is None:
         raise ValueError("a TensorRT engine has no ONNX form; it runs only on the tensorrt backend")
+    if files.manifest is not None:
+        raise ValueError(f"{files.checkpoint.name} has no ONNX form ({files.manifest.provenance.get('onnx_export')}); "
+                         f"run it with backend='torch'")
     from pyfill.export import cache_dir, export_onnx
 
     h = hashlib.sha256()

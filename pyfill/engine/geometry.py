@@ -56,7 +56,7 @@ class Placement:
             x = P.resize_nearest(x, (self.nh, self.nw)) if nearest else P.resize_bilinear(x, (self.nh, self.nw))
         if (self.nh, self.nw) == (self.fh, self.fw):
             return np.ascontiguousarray(x)
-        if not scaled:  # pad: bottom-right, as for multiple_of
+        if not scaled and (self.oy, self.ox) == (0, 0):  # pad: bottom-right, as for multiple_of
             return P.pad_bottom_right(x, self.fh - self.nh, self.fw - self.nw)
         out = np.zeros((*x.shape[:-2], self.fh, self.fw), dtype=x.dtype)
         out[..., self.oy:self.oy + self.nh, self.ox:self.ox + self.nw] = x

@@ -15,6 +15,7 @@ import numpy as np
 
 from pyfill.engine import processing as P
 from pyfill.manifest import TensorSpec
+from pyfill.ops.convert import image_to_chw
 
 
 def _numeric(value: Any, label: str) -> np.ndarray:
@@ -38,14 +39,38 @@ def _finite(arr: np.ndarray, label: str) -> np.ndarray:
     return arr
 
 
+def _uint8_for(spec: TensorSpec, value: Any) -> tuple[np.ndarray, str] | None:
+    """A NumPy uint8 image brought to the model's channel count without leaving uint8 (gray
+    repeated, alpha dropped), with its layout; None where the general path applies."""
+    if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim not in (2, 3) or not value.size:
+        return None
+    src = value[..., None] if value.ndim == 2 else value
+    if src.shape[-1] == 4:
+        src = src[..., :3]
+    if src.shape[-1] == 1 and spec.channels == 3:
+        src = np.repeat(src, 3, axis=-1)
+    if src.shape[-1] != spec.channels:
+        return None
+    return src, "HW" if value.ndim == 2 else "HWC"
+
+
 def image(spec: TensorSpec, value: Any, label: str, bgr: bool, keep_torch: bool) -> tuple[Any, P.ImageKind]:
+    fast = _uint8_for(spec, value)
+    if fast is not None:
+        # The common case, one compiled pass: uint8 HWC -> float CHW in the model's range.
+        src, layout = fast
+        lo, hi = spec.value_range
+        return image_to_chw(src[..., ::-1] if bgr else src, (hi - lo) / 255.0, lo), P.ImageKind("numpy", "uint8", layout)
     x, kind = P.image_to_float(value, label)
     x = P.adapt_channels(x, spec.channels, spec.colour_space)
     if bgr:
         x = x[..., ::-1]
-    t = x.permute(2, 0, 1) if P.is_torch(x) else np.ascontiguousarray(x.transpose(2, 0, 1))
-    if P.is_torch(t) and not keep_torch:
-        t = t.cpu().numpy()
+    if P.is_torch(x):
+        t: Any = x.permute(2, 0, 1)
+        if not keep_torch:
+            t = t.cpu().numpy()
+    else:
+        t = np.ascontiguousarray(x.transpose(2, 0, 1))
     return P.to_range(t, spec.value_range), kind
 
 

@@ -58,7 +58,7 @@ def image_to_float(image: Any, name: str) -> tuple[Any, ImageKind]:
             arr = np.asarray(image)
             kind = ImageKind("pil", "uint8", "HW" if arr.ndim == 2 else "HWC")
             arr = arr.astype(np.float32) / 255.0
-        return _check_hwc(arr if arr.ndim == 3 else arr[..., None], name), kind
+        return _check_hwc(arr if arr.ndim == 3 else arr[..., None], name, scan=False), kind
     if is_torch(image):
         torch = _torch_mod()
         t = image.detach()
@@ -73,7 +73,7 @@ def image_to_float(image: Any, name: str) -> tuple[Any, ImageKind]:
         else:
             raise TypeError(f"{name}: torch images must be float in [0, 1] or uint8, got {t.dtype}")
         t = t.permute(1, 2, 0)
-        return _check_hwc(t, name), kind
+        return _check_hwc(t, name, scan=kind.dtype != "uint8"), kind
     if not isinstance(image, np.ndarray):
         raise TypeError(
             f"{name}: expected a NumPy array, PIL image or torch tensor, got {type(image).__name__}"
@@ -96,10 +96,12 @@ def image_to_float(image: Any, name: str) -> tuple[Any, ImageKind]:
         raise TypeError(f"{name}: boolean arrays are not images")
     else:
         raise TypeError(f"{name}: unsupported dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
-    return _check_hwc(out, name), kind
+    return _check_hwc(out, name, scan=arr.dtype.kind == "f"), kind
 
 
-def _check_hwc(x: Any, name: str) -> Any:
+def _check_hwc(x: Any, name: str, scan: bool = True) -> Any:
+    """Check the shape; with ``scan``, also NaN and the [0, 1] range (float inputs only: values
+    converted from integers are in range by construction)."""
     h, w, c = x.shape
     if h == 0 or w == 0:
         raise ValueError(f"{name}: empty image of shape {tuple(x.shape)}")
@@ -107,6 +109,8 @@ def _check_hwc(x: Any, name: str) -> Any:
         raise ValueError(f"{name}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {c}")
     if c == 2:
         raise ValueError(f"{name}: 2-channel images are ambiguous; pass gray, RGB or RGBA")
+    if not scan:
+        return x
     if is_torch(x):
         torch = _torch_mod()
         if not bool(torch.isfinite(x).all()):
@@ -298,14 +302,15 @@ def padded_size(h: int, w: int, multiple_of: int, min_size: int) -> tuple[int, i
 
 
 def pad_bottom_right(x: Any, ph: int, pw: int) -> Any:
-    """Pad an (N, C, H, W) array/tensor at the bottom and right: reflect where the image is
+    """Pad an (..., H, W) array (or (N, C, H, W) tensor) at the bottom and right: reflect where the image is
     large enough, edge replication otherwise."""
     if ph == 0 and pw == 0:
         return x
     h, w = x.shape[-2:]
-    mode_np = "reflect" if ph < h and pw < w else "edge"
+    reflect = ph < h and pw < w
     if is_torch(x):
         from torch.nn import functional as F
 
-        return F.pad(x, (0, pw, 0, ph), mode="reflect" if mode_np == "reflect" else "replicate")
-    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode_np)
+        return F.pad(x, (0, pw, 0, ph), mode="reflect" if reflect else "replicate")
+    width = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
+    return np.pad(x, width, mode="reflect") if reflect else np.pad(x, width, mode="edge")

@@ -14,10 +14,11 @@ from typing import Literal
 
 BackendName = Literal["auto", "tensorrt", "torch", "openvino", "onnxruntime"]
 DeviceName = Literal["auto", "cpu", "cuda"]
-PrecisionName = Literal["auto", "fp32", "fp16"]
+PrecisionName = Literal["auto", "fp32", "fp16", "bf16"]
 BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "torch", "openvino", "onnxruntime")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,11 @@ class Environment:
     cuda_kernels_gpu: bool = False  # a CUDA device visible to pyfill's own kernels
     torch: bool = False
     torch_cuda: bool = False
-    tensorrt: bool = False  # TensorRT usable: it imports, cuda-python imports and a GPU is visible
+    tensorrt: bool = False  # TensorRT usable: it and cuda-python import and cuda-python sees a GPU
     tensorrt_reason: str = "tensorrt is not installed"
     openvino: bool = False
     onnxruntime_cuda: bool = False
+    cpu_bf16: bool = False  # the CPU computes bf16 natively (AMX or AVX512-BF16)
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,36 @@ class ModelForm:
     tensorrt_engine: bool
     foreign: bool
     fp16: bool
+    bf16: bool = True
 
 
 @dataclass(frozen=True)
 class Choice:
+    """``guard``: the precision was picked by ``auto`` and must be checked against fp32 on a
+    probe input before it is used (bf16 on the CPU)."""
+
     backend: str
     device: str
     precision: str
     reason: str
+    precision_reason: str = ""
+    guard: bool = False
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively: AMX-BF16 or AVX512-BF16 in /proc/cpuinfo (Linux),
+    else OpenVINO's report of the CPU's capabilities."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+        return any(flag in flags for flag in CPU_BF16_FLAGS)
+    except OSError:
+        pass
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def probe_environment(device: str = "auto") -> Environment:
@@ -58,31 +82,25 @@ def probe_environment(device: str = "auto") -> Environment:
 
     has = importlib.util.find_spec
     torch_present = has("torch") is not None
+    bf16 = cpu_has_bf16()
     if device == "cpu":
-        return Environment(torch=torch_present, openvino=has("openvino") is not None)
+        return Environment(torch=torch_present, openvino=has("openvino") is not None, cpu_bf16=bf16)
     gpu = bool(_C.cuda_devices()[0])
     torch_cuda = False
     if torch_present:
         import torch
 
         torch_cuda = bool(torch.cuda.is_available())
-    trt_ok, trt_reason = _tensorrt_usable(gpu or torch_cuda)
+    from pyfill.engine.backends import tensorrt_usable
+
+    trt_ok, trt_reason = tensorrt_usable()
     ort_cuda = False
     if has("onnxruntime") is not None:
         import onnxruntime as ort
 
         ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    return Environment(gpu, torch_present, torch_cuda, trt_ok, trt_reason, has("openvino") is not None, ort_cuda)
-
-
-def _tensorrt_usable(gpu: bool) -> tuple[bool, str]:
-    if importlib.util.find_spec("tensorrt") is None:
-        return False, "tensorrt is not installed"
-    if importlib.util.find_spec("cuda") is None:
-        return False, "tensorrt is installed but cuda-python is not (pip install 'pyfill[tensorrt]')"
-    if not gpu:
-        return False, "tensorrt is installed but no CUDA GPU is visible"
-    return True, "TensorRT, cuda-python and a CUDA GPU are present"
+    return Environment(gpu, torch_present, torch_cuda, trt_ok, trt_reason, has("openvino") is not None, ort_cuda,
+                       bf16)
 
 
 def check_options(backend: str, device: str, precision: str) -> None:
@@ -99,7 +117,7 @@ def choose_backend(backend: str, device: str, precision: str, model: ModelForm, 
     CUDA (only when CUDA is asked for) > OpenVINO > ONNX Runtime. Raises ValueError/RuntimeError
     for a combination that cannot run."""
     check_options(backend, device, precision)
-    cuda_visible = env.cuda_kernels_gpu or env.torch_cuda
+    cuda_visible = env.cuda_kernels_gpu or env.torch_cuda or env.tensorrt
     if device == "cuda" and not cuda_visible:
         raise RuntimeError("device='cuda' but no CUDA device is visible")
     if model.tensorrt_engine and backend not in ("auto", "tensorrt"):
@@ -114,11 +132,30 @@ def choose_backend(backend: str, device: str, precision: str, model: ModelForm, 
             raise RuntimeError(f"the tensorrt backend cannot run here: {env.tensorrt_reason}")
     if device == "auto":
         device = "cuda" if backend == "tensorrt" or (backend == "torch" and env.torch_cuda) else "cpu"
+    precision, precision_why, guard = _precision(precision, backend, device, model, env)
+    return Choice(backend, device, precision, why, precision_why, guard)
+
+
+def _precision(precision: str, backend: str, device: str, model: ModelForm, env: Environment) -> tuple[str, str, bool]:
+    cpu_bf16_backend = device == "cpu" and backend in ("openvino", "torch")
     if precision == "auto":
-        precision = "fp16" if device == "cuda" and model.fp16 and backend in ("torch", "tensorrt") else "fp32"
+        if device == "cuda" and model.fp16 and backend in ("torch", "tensorrt"):
+            return "fp16", "auto: fp16 on CUDA (the manifest allows it)", False
+        if cpu_bf16_backend and model.bf16 and env.cpu_bf16:
+            return "bf16", "auto: this CPU has native bf16 (AMX or AVX512-BF16)", True
+        if cpu_bf16_backend and not env.cpu_bf16:
+            return "fp32", "auto: fp32 (this CPU has no native bf16)", False
+        return "fp32", "auto: fp32" + ("" if model.bf16 else " (the manifest says the model does not support bf16)"), False
     if precision == "fp16" and not model.fp16:
         raise ValueError("the model's manifest says it does not support fp16")
-    return Choice(backend, device, precision, why)
+    if precision == "bf16":
+        if not cpu_bf16_backend:
+            raise ValueError(f"bf16 runs on the CPU with the openvino or torch backend, not {backend} on {device}")
+        if not env.cpu_bf16:
+            raise ValueError("precision='bf16' needs a CPU with AMX or AVX512-BF16; this one has neither")
+        if not model.bf16:
+            raise ValueError("the model's manifest says it does not support bf16")
+    return precision, "asked for", False
 
 
 def _auto(device: str, model: ModelForm, env: Environment) -> tuple[str, str]:

@@ -32,37 +32,62 @@ def _ramp(tile: int, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarr
     return w
 
 
-def run_tiled(run: Callable[[Any], Any], x: Any, tile: int, overlap: int, multiple_of: int) -> Any:
+def run_tiled(run: Callable[[Any], Any], x: Any, tile: int, overlap: int, multiple_of: int,
+              max_batch: int = 8, progress: Callable[[int, int], None] | None = None) -> Any:
     """Run ``run`` on overlapping tiles of ``x`` (N, C, H, W) and blend the results.
 
-    Core tiles of at most ``tile`` pixels (see :func:`tile_layout`) overlap by ``overlap`` and are blended with a raised-cosine
-    window there. Each tile is run with ``overlap`` extra pixels of context on every side (its
-    input start aligned to ``multiple_of`` so strided layers see the same grid as a whole-image
-    run), and the context is cropped away, so no used pixel sits next to an artificial edge.
-    ``run`` maps (N, C, th, tw) -> (N, C', s*th, s*tw) for an integer scale s.
+    Core tiles of at most ``tile`` pixels (see :func:`tile_layout`) overlap by ``overlap`` and
+    are blended with a raised-cosine window there. Each tile is run with ``overlap`` extra
+    pixels of context on every side (its input start aligned to ``multiple_of`` so strided
+    layers see the same grid as a whole-image run), and the context is cropped away, so no used
+    pixel sits next to an artificial edge. ``run`` maps (B, C, th, tw) -> (B, C', s*th, s*tw)
+    for an integer scale s.
+
+    Tiles whose input windows have the same shape (all interior tiles, and the border tiles of
+    each side) run together as one batch of up to ``max_batch`` tiles per image, so a large image
+    costs a few runtime calls instead of one per tile. ``progress(done, total)`` is called as
+    tiles finish.
     """
     n, _, h, w = x.shape
     tile = max(multiple_of, tile // multiple_of * multiple_of)
     overlap = min(overlap, tile // 2)
-    acc = weight = None
     (ys, th), (xs, tw) = tile_layout(h, tile, overlap), tile_layout(w, tile, overlap)
+    windows = []
     for y0 in ys:
         for x0 in xs:
             iy0 = max(0, (y0 - overlap) // multiple_of * multiple_of)
             ix0 = max(0, (x0 - overlap) // multiple_of * multiple_of)
-            iy1, ix1 = min(h, y0 + th + overlap), min(w, x0 + tw + overlap)
-            out = run(x[:, :, iy0:iy1, ix0:ix1])
-            s = out.shape[-1] // (ix1 - ix0)
-            core = out[:, :, (y0 - iy0) * s:(y0 - iy0 + th) * s, (x0 - ix0) * s:(x0 - ix0 + tw) * s]
-            if acc is None:
-                acc, weight = _zeros_like_out(core, (n, core.shape[1], h * s, w * s)), _zeros_like_out(core, (h * s, w * s))
-            wy = _ramp(th * s, overlap * s, y0 > 0, y0 + th < h)
-            wx = _ramp(tw * s, overlap * s, x0 > 0, x0 + tw < w)
-            win = wy[:, None] * wx[None, :]
-            if is_torch(acc):
-                win = _torch_mod().from_numpy(win).to(acc.device, acc.dtype)
-            acc[:, :, y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += core * win
-            weight[y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += win
+            windows.append((y0, x0, iy0, ix0, min(h, y0 + th + overlap), min(w, x0 + tw + overlap)))
+    groups: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+    for win in windows:
+        groups.setdefault((win[4] - win[2], win[5] - win[3]), []).append(win)
+    acc: Any = None
+    weight: Any = None
+    done = 0
+    per_call = max(1, max_batch)
+    for (wh, ww), members in groups.items():
+        for start in range(0, len(members), per_call):
+            chunk = members[start:start + per_call]
+            crops = [x[:, :, iy0:iy0 + wh, ix0:ix0 + ww] for _, _, iy0, ix0, _, _ in chunk]
+            stacked = _torch_mod().cat(crops) if is_torch(x) else np.concatenate(crops)
+            outs = run(stacked)
+            s = outs.shape[-1] // ww
+            for k, (y0, x0, iy0, ix0, _, _) in enumerate(chunk):
+                out = outs[k * n:(k + 1) * n]
+                core = out[:, :, (y0 - iy0) * s:(y0 - iy0 + th) * s, (x0 - ix0) * s:(x0 - ix0 + tw) * s]
+                if acc is None:
+                    acc = _zeros_like_out(core, (n, core.shape[1], h * s, w * s))
+                    weight = _zeros_like_out(core, (h * s, w * s))
+                wy = _ramp(th * s, overlap * s, y0 > 0, y0 + th < h)
+                wx = _ramp(tw * s, overlap * s, x0 > 0, x0 + tw < w)
+                win = wy[:, None] * wx[None, :]
+                if is_torch(acc):
+                    win = _torch_mod().from_numpy(win).to(acc.device, acc.dtype)
+                acc[:, :, y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += core * win
+                weight[y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += win
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(windows))
     return acc / weight
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyfill.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
-from pyfill.models.blocks import UNetBody, patch_discriminator
+from pyfill.models.blocks import PatchGAN, UNetBody
 
 QUALITY_CLASSES = ("poor", "medium", "good")
 #: The 0-100 quality scale: poor [0, 30), medium [30, 60), good [60, 100]; the score of a
@@ -38,23 +38,22 @@ class RestoreGenerator(UNetBody):
         self.head = nn.Conv2d(self.width, 3, 3, 1, 1)
         # A zero correction at the start: an untrained G is the identity.
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # the conv has a bias
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return (image + self.head(self.features(image * 2.0 - 1.0))).clamp(0.0, 1.0)
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(PatchGAN):
     """PatchGAN D: sRGB (N, 3, H, W) in [0, 1] -> "real" logits (N, 1, H / 2**layers,
     W / 2**layers), one per overlapping patch (clean images are real; degraded and generated
     ones are fake)."""
 
     def __init__(self, base: int = 16, layers: int = 3) -> None:
-        super().__init__()
-        self.net = patch_discriminator(3, base, layers)
+        super().__init__(3, base, layers)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image * 2.0 - 1.0)
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return image * 2.0 - 1.0
 
 
 class Restorer(nn.Module):
@@ -117,8 +116,8 @@ def _restore_manifest(config: dict[str, Any], task: str) -> Manifest:
         config=config,
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
         outputs=[TensorSpec("restored", "image", 3, "rgb", (0.0, 1.0))],
-        size={"multiple_of": m, "min_size": m, "fixed": None},
-        tiling={"supported": True, "tile": 256, "overlap": 32},
+        size=SizeRequirements(multiple_of=m, min_size=m),
+        tiling=Tiling(supported=True, tile=256, overlap=32),
         fp16=True,
     )
 
@@ -131,8 +130,8 @@ def _quality_manifest(config: dict[str, Any], task: str) -> Manifest:
         config=config,
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
         outputs=[TensorSpec("logits", "vector", 3, "none", (-1e4, 1e4), length=len(QUALITY_CLASSES))],
-        size={"multiple_of": m, "min_size": m, "fixed": None},
-        tiling={"supported": False, "tile": 512, "overlap": 32},
+        size=SizeRequirements(multiple_of=m, min_size=m),
+        tiling=Tiling(supported=False, tile=512, overlap=32),
         fp16=False,
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyfill.manifest import Manifest, TensorSpec
+from pyfill.manifest import ColourSpace, Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models.blocks import UNetBody
 from pyfill.models import Architecture, register
 
@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {"in_channels": 3, "out_channels": 3, "base": 16, "de
 
 
 def _manifest(config: dict[str, Any], task: str) -> Manifest:
-    def space(c: int) -> str:
+    def space(c: int) -> ColourSpace:
         return "rgb" if c == 3 else "gray" if c == 1 else "none"
 
     return Manifest(
@@ -39,8 +39,8 @@ def _manifest(config: dict[str, Any], task: str) -> Manifest:
         config=config,
         inputs=[TensorSpec("image", "image", config["in_channels"], space(config["in_channels"]), (-1.0, 1.0))],
         outputs=[TensorSpec("output", "image", config["out_channels"], space(config["out_channels"]), (-1.0, 1.0))],
-        size={"multiple_of": 2 ** config["depth"], "min_size": 2 ** config["depth"], "fixed": None},
-        tiling={"supported": True, "tile": 256, "overlap": 32},
+        size=SizeRequirements(multiple_of=2 ** config["depth"], min_size=2 ** config["depth"]),
+        tiling=Tiling(supported=True, tile=256, overlap=32),
         fp16=True,
     )
 

@@ -7,10 +7,12 @@ tests compare both kernels against.
 
 from __future__ import annotations
 
+from pyfill.ops.convert import chw_to_image, image_to_chw
 from pyfill.ops.degrade import (
     add_gaussian_noise,
     add_poisson_noise,
     add_salt_pepper,
+    assume_finite,
     filter2d,
     gaussian_blur,
     gaussian_kernel,
@@ -22,9 +24,12 @@ from pyfill.ops.degrade import (
 from pyfill.ops.stroke_grid import stroke_grid, stroke_grid_from_image, stroke_grid_latent
 
 __all__: list[str] = [
+    "chw_to_image",
+    "image_to_chw",
     "add_gaussian_noise",
     "add_poisson_noise",
     "add_salt_pepper",
+    "assume_finite",
     "filter2d",
     "gaussian_blur",
     "gaussian_kernel",

@@ -4,15 +4,24 @@ Every operator takes RGB images as (H, W, 3) or a batch (B, H, W, 3), dtype uint
 float32 (values in [0, 1]), and returns the same shape (``resize``: the requested size), dtype
 and library. Results are saturated to the input's range (0..255 or [0, 1]). NumPy arrays and CPU
 torch tensors run the C++ kernels; torch CUDA tensors and ``__cuda_array_interface__`` arrays run
-the CUDA kernels. Noise is drawn from a Philox4x32-10 counter-based generator: the same seed
-gives the same noise on the CPU and on CUDA, and image ``b`` of a batch uses stream ``b`` (so a
-single image equals the first image of a batch under the same seed).
+the CUDA kernels on the device that holds them, queued on that device's current stream. Noise is
+drawn from a Philox4x32-10 counter-based generator: the same seed gives the same noise on the CPU
+and on CUDA, and image ``b`` of a batch uses stream ``b`` (so a single image equals the first
+image of a batch under the same seed). Both builds compile without FMA contraction, so CPU and
+CUDA results are identical.
+
+float32 inputs containing NaN are refused. On CUDA that check reads a flag back from the GPU, a
+host synchronisation per call; code that chains ops on data it has already checked (such as
+:class:`pyfill.degrade.Pipeline`) runs them inside :func:`assume_finite` to skip it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -25,6 +34,7 @@ __all__ = [
     "add_gaussian_noise",
     "add_poisson_noise",
     "add_salt_pepper",
+    "assume_finite",
     "filter2d",
     "gaussian_blur",
     "gaussian_kernel",
@@ -47,6 +57,36 @@ _SMALL_GAUSSIAN = {
     7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
     9: [v / 256 for v in (4, 13, 30, 51, 60, 51, 30, 13, 4)],  # added in OpenCV 5
 }
+
+
+_ASSUME_FINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("pyfill_assume_finite", default=False)
+
+
+@contextlib.contextmanager
+def assume_finite() -> Iterator[None]:
+    """Within this block, float32 CUDA inputs are not checked for NaN: the caller vouches that
+    they hold none. The check costs a host synchronisation per call (the GPU must finish before
+    the answer is known), which stalls chains of ops; host inputs are always checked (it is
+    cheap there). Ops never produce NaN from NaN-free input, so one check of a chain's input
+    covers the whole chain. Thread- and task-local."""
+    token = _ASSUME_FINITE.set(True)
+    try:
+        yield
+    finally:
+        _ASSUME_FINITE.reset(token)
+
+
+def has_nan(img: Any) -> bool:
+    """Whether a float32 image (NumPy, torch CPU/CUDA or a CUDA array library) holds a NaN.
+    For a CUDA array this synchronises the host with the device."""
+    if "torch" in sys.modules and isinstance(img, sys.modules["torch"].Tensor):
+        return bool(sys.modules["torch"].isnan(img).any())
+    if is_cuda_array(img):
+        cupy = sys.modules.get("cupy")
+        if cupy is not None and isinstance(img, cupy.ndarray):
+            return bool(cupy.isnan(img).any())
+        raise TypeError(f"cannot check a {type(img).__name__} for NaN: pass a torch or CuPy array")
+    return bool(np.isnan(np.asarray(img)).any())
 
 
 # ---- validation ------------------------------------------------------------------------------
@@ -104,9 +144,8 @@ def _run(
         require_cuda_kernels(op)
         src = cuda_view(img, op)
         b, h, w, c = _check_layout(src.shape, src.dtype, op)
-        if src.dtype == np.float32 and "torch" in sys.modules and isinstance(img, sys.modules["torch"].Tensor):
-            if bool(sys.modules["torch"].isnan(img).any()):
-                raise ValueError(f"{op}: float input contains NaN")
+        if src.dtype == np.float32 and not _ASSUME_FINITE.get() and has_nan(img):
+            raise ValueError(f"{op}: float input contains NaN")
         oh, ow = out_hw or (h, w)
         out_shape = (oh, ow, c) if len(src.shape) == 3 else (b, oh, ow, c)
         out = cuda_empty(src, out_shape, src.dtype)
@@ -188,14 +227,14 @@ def filter2d(img: Any, kernel: Any) -> Any:
     k = np.ascontiguousarray(k)
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("filter2d")(src.ptr, dst.ptr, *bhwc, _is_u8(src), k, src.stream)
+        _cuda_fn("filter2d")(src.ptr, dst.ptr, *bhwc, _is_u8(src), k, src.device, src.stream)
 
     return _run(img, "filter2d", lambda a: _C.degrade_filter2d(a, k), cuda)
 
 
 def _sep_filter(img: Any, op: str, kx: np.ndarray, ky: np.ndarray) -> Any:
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("sep_filter")(src.ptr, dst.ptr, *bhwc, _is_u8(src), kx, ky, src.stream)
+        _cuda_fn("sep_filter")(src.ptr, dst.ptr, *bhwc, _is_u8(src), kx, ky, src.device, src.stream)
 
     return _run(img, op, lambda a: _C.degrade_sep_filter(a, kx, ky), cuda)
 
@@ -236,7 +275,7 @@ def resize(img: Any, size: tuple[int, int], interpolation: str = "bilinear") -> 
     oh, ow, code = _resize_args(size, interpolation)
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("resize")(src.ptr, dst.ptr, *bhwc, _is_u8(src), oh, ow, code, src.stream)
+        _cuda_fn("resize")(src.ptr, dst.ptr, *bhwc, _is_u8(src), oh, ow, code, src.device, src.stream)
 
     return _run(img, "resize", lambda a: _C.degrade_resize(a, oh, ow, code), cuda, out_hw=(oh, ow))
 
@@ -258,7 +297,8 @@ def add_gaussian_noise(img: Any, sigma: float, mean: float = 0.0, gray: bool = F
         return _C.degrade_gaussian_noise(a, sigma, mean, gray, *_streams(a.shape[0], seed))
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("gaussian_noise")(src.ptr, dst.ptr, *bhwc, _is_u8(src), sigma, mean, gray, seed, src.stream)
+        _cuda_fn("gaussian_noise")(src.ptr, dst.ptr, *bhwc, _is_u8(src), sigma, mean, gray, *_streams(bhwc[0], seed),
+                                   src.device, src.stream)
 
     return _run(img, "add_gaussian_noise", cpu, cuda)
 
@@ -277,7 +317,8 @@ def add_poisson_noise(img: Any, scale: float, gray: bool = False, seed: int = 0)
         return _C.degrade_poisson_noise(a, scale, gray, *_streams(a.shape[0], seed))
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("poisson_noise")(src.ptr, dst.ptr, *bhwc, _is_u8(src), scale, gray, seed, src.stream)
+        _cuda_fn("poisson_noise")(src.ptr, dst.ptr, *bhwc, _is_u8(src), scale, gray, *_streams(bhwc[0], seed),
+                                  src.device, src.stream)
 
     return _run(img, "add_poisson_noise", cpu, cuda)
 
@@ -293,7 +334,8 @@ def add_salt_pepper(img: Any, amount: float, seed: int = 0) -> Any:
         return _C.degrade_salt_pepper(a, amount, *_streams(a.shape[0], seed))
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("salt_pepper")(src.ptr, dst.ptr, *bhwc, _is_u8(src), amount, seed, src.stream)
+        _cuda_fn("salt_pepper")(src.ptr, dst.ptr, *bhwc, _is_u8(src), amount, *_streams(bhwc[0], seed), src.device,
+                                src.stream)
 
     return _run(img, "add_salt_pepper", cpu, cuda)
 
@@ -313,6 +355,6 @@ def jpeg(img: Any, quality: int, subsampling: str = "4:2:0") -> Any:
     sub420 = _SUBSAMPLING[subsampling]
 
     def cuda(src: CudaView, dst: CudaView, bhwc: tuple[int, int, int, int]) -> None:
-        _cuda_fn("jpeg")(src.ptr, dst.ptr, *bhwc, _is_u8(src), quality, sub420, src.stream)
+        _cuda_fn("jpeg")(src.ptr, dst.ptr, *bhwc, _is_u8(src), quality, sub420, src.device, src.stream)
 
     return _run(img, "jpeg", lambda a: _C.degrade_jpeg(a, quality, sub420), cuda)

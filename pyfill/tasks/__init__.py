@@ -22,12 +22,13 @@ TASK_NAMES = ("restore", "colorize", "generate")
 def frame_processor(name: str, **options: Any) -> FrameProcessor:
     """A function mapping a batch of RGB uint8 (H, W, 3) frames to processed RGB uint8 frames
     with the task ``name``; ``options`` are the task's keyword arguments (``model``,
-    ``backend``, ...). ``generate`` reads each frame as a colour-coded label map."""
+    ``backend``, ...). ``generate`` reads each frame as a colour-coded label map. Engines for
+    streams compile once per frame size (``static_shapes``)."""
     if name == "restore":
-        engine = restore_engine(options.pop("model", "restore"), **options)
+        engine = restore_engine(options.pop("model", "restore"), static_shapes=True, **options)
         return lambda frames: list(engine(list(frames)))
     if name == "colorize":
-        engine = colorize_engine(options.pop("model", "colorize"), **options)
+        engine = colorize_engine(options.pop("model", "colorize"), static_shapes=True, **options)
         return lambda frames: [r.image for r in engine.run(list(frames))]
     if name == "generate":
         model = options.pop("model", "generate")

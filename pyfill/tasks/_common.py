@@ -23,9 +23,9 @@ def get_engine(model: str | Any, tasks: tuple[str, ...], command: str, **options
     else:
         key = (str(model), tuple(sorted(options.items())))
         with _LOCK:
-            engine = _ENGINES.get(key)
-            if engine is None:
-                engine = _ENGINES[key] = Engine(model, **options)
+            if key not in _ENGINES:
+                _ENGINES[key] = Engine(model, **options)
+            engine = _ENGINES[key]
     check_task(engine, tasks, command)
     return engine
 

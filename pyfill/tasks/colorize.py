@@ -24,9 +24,10 @@ class Colorized:
     realness: float | None
 
 
-def colorize_engine(model: str | Engine = "colorize", *, backend: str = "auto") -> Engine:
+def colorize_engine(model: str | Engine = "colorize", *, backend: str = "auto",
+                    static_shapes: bool = False) -> Engine:
     """The cached Engine :func:`colorize` runs."""
-    return get_engine(model, TASKS, "colorize", backend=backend)
+    return get_engine(model, TASKS, "colorize", backend=backend, static_shapes=static_shapes)
 
 
 def colorize(image: Any, *, model: str | Engine = "colorize", backend: str = "auto") -> Colorized:

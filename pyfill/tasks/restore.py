@@ -12,9 +12,10 @@ from pyfill.tasks._common import get_engine, join_alpha, split_alpha, to_array
 TASKS = ("restore", "image-to-image")
 
 
-def restore_engine(model: str | Engine = "restore", *, backend: str = "auto", tile: int | None = None) -> Engine:
+def restore_engine(model: str | Engine = "restore", *, backend: str = "auto", static_shapes: bool = False,
+                   tile: int | None = None) -> Engine:
     """The cached Engine :func:`restore` runs (a restoration or other image-to-image model)."""
-    return get_engine(model, TASKS, "restore", backend=backend, tile=tile)
+    return get_engine(model, TASKS, "restore", backend=backend, static_shapes=static_shapes, tile=tile)
 
 
 def restore(image: Any, *, model: str | Engine = "restore", backend: str = "auto", tile: int | None = None) -> np.ndarray:

@@ -325,6 +325,8 @@ function showResult(i) {
   const entry = state.history[i];
   const result = $("result");
   result.src = entry.result;
+  result.hidden = false;
+  $("result-empty").hidden = true;
   result.dataset.index = i;
   result.style.width = labelsCanvas.width * state.zoom + "px";
   $("result-time").textContent = `image ${i + 1} of ${state.history.length}: ${entry.seconds.toFixed(3)} s`;

@@ -30,7 +30,7 @@ def stroke_grid(image: np.ndarray, occupancy: np.ndarray | None = None, grid: tu
     """(H, W, 3) uint8 or float32 strokes, optional (H, W) bool occupancy -> float32 (S1, S2, 8)."""
     h, w, _ = image.shape
     s1, s2 = grid
-    occ = (image > 0).any(axis=2) if occupancy is None else occupancy.astype(bool)
+    occ = np.asarray((image > 0).any(axis=2) if occupancy is None else occupancy, dtype=bool)
     rows, cols = cell_edges(h, s1), cell_edges(w, s2)
     out = np.zeros((s1, s2, 8), np.float64)
 

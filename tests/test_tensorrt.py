@@ -1,0 +1,618 @@
+"""The TensorRT backend and builder.
+
+Most tests run everywhere: a small stand-in for TensorRT's engine, execution context and builder,
+and for cuda-python's runtime (host memory playing device memory), drives the real backend and
+builder code, so that profile handling, buffer handling, cache keys, typing modes and precision
+rules are checked on the CPU. The stand-in's context refuses shapes outside its profile exactly
+as TensorRT's ``set_input_shape`` does (it returns False), and its engine computes a known
+function, so a run on a stale or refused shape gives wrong numbers or an error. The tests at the
+end need TensorRT, cuda-python and a GPU, and skip cleanly without them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pyfill.engine import backends
+from pyfill.engine.backends import ProfileError, TensorRTBackend, tensorrt_usable
+
+SCALE = 2  # the stand-in model upsamples by 2
+
+
+# ---- stand-ins for cuda-python and TensorRT ---------------------------------------------------
+
+
+class FakeCudart:
+    """cuda-python's runtime calls used by pyfill, on host memory."""
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice = "h2d"
+        cudaMemcpyDeviceToHost = "d2h"
+
+    def __init__(self, devices: int = 1, count_error: int = 0) -> None:
+        self.devices, self.count_error = devices, count_error
+        self.device_mem: dict[int, ctypes.Array] = {}
+        self.pinned_mem: dict[int, ctypes.Array] = {}
+        self.copies: list[tuple[str, bool]] = []  # (kind, host side is page-locked)
+        self.streams: set[int] = set()
+        self.current = 0
+
+    def cudaGetDeviceCount(self):
+        return self.count_error, self.devices
+
+    def cudaGetDevice(self):
+        return 0, self.current
+
+    def cudaGetDeviceProperties(self, index):
+        names = {0: (b"Fake H100", 9, 0), 1: (b"Fake A100", 8, 0)}
+        name, major, minor = names[index]
+        return 0, SimpleNamespace(name=name, major=major, minor=minor)
+
+    def cudaStreamCreate(self):
+        handle = 1000 + len(self.streams) + 1
+        self.streams.add(handle)
+        return 0, handle
+
+    def cudaStreamDestroy(self, stream):
+        self.streams.discard(stream)
+        return (0,)
+
+    def _alloc(self, table: dict, n: int):
+        buf = ctypes.create_string_buffer(n)
+        table[ctypes.addressof(buf)] = buf
+        return 0, ctypes.addressof(buf)
+
+    def cudaMalloc(self, n):
+        return self._alloc(self.device_mem, n)
+
+    def cudaMallocHost(self, n):
+        return self._alloc(self.pinned_mem, n)
+
+    def cudaFree(self, ptr):
+        del self.device_mem[ptr]
+        return (0,)
+
+    def cudaFreeHost(self, ptr):
+        del self.pinned_mem[ptr]
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, n, kind, stream):
+        assert stream in self.streams
+        host = src if kind == "h2d" else dst
+        self.copies.append((kind, host in self.pinned_mem))
+        ctypes.memmove(dst, src, n)
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+
+class FakeEngine:
+    """An engine computing out = upsample2(2 * image + mean(shift)) with a profile:
+    image (N, 3, H, W): N 1..4 (opt 2), H, W 16..64 (opt 32); shift (N, 4): N 1..4."""
+
+    PROFILE = {
+        "image": [(1, 3, 16, 16), (2, 3, 32, 32), (4, 3, 64, 64)],
+        "shift": [(1, 4), (2, 4), (4, 4)],
+    }
+
+    def __init__(self, trt) -> None:
+        self.trt = trt
+        self.names = ["image", "shift", "out"]
+        self.contexts: list[FakeContext] = []
+
+    @property
+    def num_io_tensors(self):
+        return len(self.names)
+
+    def get_tensor_name(self, i):
+        return self.names[i]
+
+    def get_tensor_mode(self, name):
+        return self.trt.TensorIOMode.OUTPUT if name == "out" else self.trt.TensorIOMode.INPUT
+
+    def get_tensor_dtype(self, name):
+        return self.trt.DataType.FLOAT
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        assert profile_index == 0
+        return self.PROFILE[name]
+
+    def create_execution_context(self):
+        ctx = FakeContext(self)
+        self.contexts.append(ctx)
+        return ctx
+
+
+class FakeContext:
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.shapes: dict[str, tuple] = {}
+        self.addresses: dict[str, int] = {}
+        self.runs: list[dict[str, tuple]] = []
+
+    def set_input_shape(self, name, shape):
+        lo, _, hi = self.engine.PROFILE[name]
+        shape = tuple(shape)
+        if len(shape) != len(lo) or any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
+            return False  # TensorRT refuses; the previous shape stays set
+        self.shapes[name] = shape
+        return True
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = int(ptr)
+        return True
+
+    def infer_shapes(self):
+        return [n for n in ("image", "shift") if n not in self.shapes]
+
+    def get_tensor_shape(self, name):
+        if name == "out":
+            n, c, h, w = self.shapes["image"]
+            return (n, c, h * SCALE, w * SCALE)
+        return self.shapes[name]
+
+    def _array(self, name, shape):
+        count = int(np.prod(shape))
+        raw = (ctypes.c_float * max(count, 1)).from_address(self.addresses[name])
+        return np.frombuffer(raw, dtype=np.float32, count=count).reshape(shape)
+
+    def execute_async_v3(self, stream):
+        image = self._array("image", self.shapes["image"])
+        shift = self._array("shift", self.shapes["shift"])
+        if image.shape[0] != shift.shape[0]:
+            return False
+        out = 2 * image + shift.mean(axis=1)[:, None, None, None]
+        out = out.repeat(SCALE, axis=2).repeat(SCALE, axis=3)
+        self._array("out", self.get_tensor_shape("out"))[...] = out
+        self.runs.append(dict(self.shapes))
+        return True
+
+
+def fake_trt(version: str = "10.13.0", weak: bool = True) -> SimpleNamespace:
+    """A stand-in ``tensorrt`` module: TensorRT 10 (``weak``: BuilderFlag.FP16 exists) or 11."""
+    trt = SimpleNamespace(__version__=version)
+    trt.TensorIOMode = SimpleNamespace(INPUT="input", OUTPUT="output")
+    trt.DataType = SimpleNamespace(FLOAT="float", HALF="half")
+    trt.nptype = lambda dtype: {"float": np.float32, "half": np.float16}[dtype]
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            self.level = level
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, blob):
+            return FakeEngine(trt) if blob == b"fake-engine" else None
+
+    trt.Logger, trt.Runtime = Logger, Runtime
+    flags = {"TF32": 7}
+    if weak:
+        flags["FP16"] = 0
+    trt.BuilderFlag = SimpleNamespace(**flags)
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=1)
+    trt.MemoryPoolType = SimpleNamespace(WORKSPACE="workspace")
+    trt.builds = []  # what each build saw
+
+    class Parser:
+        def __init__(self, network, logger):
+            self.network = network
+            self.num_errors = 0
+
+        def parse_from_file(self, path):
+            import onnx
+
+            model = onnx.load(path)
+            elem = {t.data_type for t in model.graph.initializer}
+            self.network.parsed = {"path": path, "initializer_types": elem}
+            return True
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles, self.timing_in = [], [], None
+
+        def set_memory_pool_limit(self, pool, size):
+            self.workspace = size
+
+        def set_flag(self, flag):
+            self.flags.append(flag)
+
+        def create_timing_cache(self, data):
+            self.timing_in = data
+            return SimpleNamespace(serialize=lambda: b"timings:" + data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.timing = cache
+
+        def get_timing_cache(self):
+            return self.timing
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (lo, opt, hi)
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return SimpleNamespace(flags=flags, parsed=None)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            trt.builds.append({"network": network, "config": config})
+            return b"fake-engine"
+
+    trt.OnnxParser, trt.Builder = Parser, Builder
+    return trt
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """The stand-ins installed where pyfill looks for TensorRT and cuda-python."""
+    trt, cudart = fake_trt(), FakeCudart()
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: trt)
+    monkeypatch.setattr(backends, "_cudart", lambda: cudart)
+    return SimpleNamespace(trt=trt, cudart=cudart)
+
+
+@pytest.fixture
+def backend(fakes, tmp_path) -> TensorRTBackend:
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"fake-engine")
+    return TensorRTBackend(path, precision="fp32")
+
+
+def expected(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    out = 2 * image + shift.mean(axis=1)[:, None, None, None]
+    return out.repeat(SCALE, axis=2).repeat(SCALE, axis=3)
+
+
+def feeds(n: int, h: int, w: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"image": rng.uniform(-1, 1, (n, 3, h, w)).astype(np.float32),
+            "shift": rng.uniform(-1, 1, (n, 4)).astype(np.float32)}
+
+
+# ---- tensorrt_usable -------------------------------------------------------------------------
+
+
+def test_usable_needs_tensorrt_cuda_python_and_a_device(monkeypatch) -> None:
+    from pyfill._core import MissingExtraError
+
+    def missing(name):
+        def fail():
+            raise MissingExtraError(f"no {name}")
+        return fail
+
+    monkeypatch.setattr(backends, "load_tensorrt", missing("tensorrt"))
+    monkeypatch.setattr(backends, "_cudart", lambda: FakeCudart())
+    assert tensorrt_usable() == (False, "TensorRT is not installed (pip install 'pyfill[tensorrt]')")
+
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: fake_trt())
+    monkeypatch.setattr(backends, "_cudart", missing("cuda-python"))
+    ok, why = tensorrt_usable()
+    assert not ok and "cuda-python is not installed" in why
+
+    monkeypatch.setattr(backends, "_cudart", lambda: FakeCudart(count_error=35))  # insufficient driver
+    ok, why = tensorrt_usable()
+    assert not ok and "no usable CUDA device" in why
+
+    monkeypatch.setattr(backends, "_cudart", lambda: FakeCudart(devices=0))
+    assert tensorrt_usable() == (False, "no CUDA device found")
+
+    monkeypatch.setattr(backends, "_cudart", lambda: FakeCudart(devices=2))
+    ok, why = tensorrt_usable()
+    assert ok and "2 CUDA device" in why
+
+
+def test_backend_refuses_to_start_without_a_device(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: fake_trt())
+    monkeypatch.setattr(backends, "_cudart", lambda: FakeCudart(devices=0))
+    path = tmp_path / "m.engine"
+    path.write_bytes(b"fake-engine")
+    with pytest.raises(RuntimeError, match="cannot run here: no CUDA device found"):
+        TensorRTBackend(path)
+
+
+def test_real_probe_never_raises() -> None:
+    ok, why = tensorrt_usable()
+    assert isinstance(ok, bool) and why
+
+
+# ---- profile handling ----------------------------------------------------------------------------
+
+
+def test_inside_the_profile_runs_once_with_the_given_shapes(backend, fakes) -> None:
+    f = feeds(3, 24, 40)
+    (out,) = backend.run(f)
+    np.testing.assert_allclose(out, expected(f["image"], f["shift"]), rtol=1e-6)
+    ctx = backend.context
+    assert [r["image"] for r in ctx.runs] == [(3, 3, 24, 40)]
+    # host arrays went through page-locked staging buffers in both directions
+    assert fakes.cudart.copies and all(pinned for _, pinned in fakes.cudart.copies)
+
+
+def test_batches_above_the_profile_maximum_run_in_chunks(backend) -> None:
+    f = feeds(10, 32, 32, seed=1)
+    (out,) = backend.run(f)
+    np.testing.assert_allclose(out, expected(f["image"], f["shift"]), rtol=1e-6)
+    assert [r["image"][0] for r in backend.context.runs] == [4, 4, 2]
+
+
+def test_images_below_the_profile_minimum_are_padded_and_cropped_back(backend) -> None:
+    f = feeds(2, 9, 50, seed=2)
+    (out,) = backend.run(f)
+    assert out.shape == (2, 3, 9 * SCALE, 50 * SCALE)
+    np.testing.assert_allclose(out, expected(f["image"], f["shift"]), rtol=1e-6)
+    assert backend.context.runs[-1]["image"] == (2, 3, 16, 50)
+
+
+def test_images_above_the_profile_maximum_raise_a_clear_error(backend) -> None:
+    with pytest.raises(ProfileError, match=r"80 x 32, above the TensorRT engine's profile maximum 64 x 64"):
+        backend.run(feeds(1, 80, 32))
+    assert backend.context.runs == []
+    assert backend.max_spatial == (64, 64) and backend.max_batch == 4
+
+
+def test_a_refused_shape_never_runs_on_the_previous_one(backend) -> None:
+    backend.run(feeds(2, 32, 32))
+    bad = feeds(2, 32, 32)
+    bad["shift"] = np.zeros((2, 5), np.float32)  # the profile fixes 4 values per item
+    with pytest.raises(ProfileError, match=r"refused shape \(2, 5\) for input 'shift'"):
+        backend.run(bad)
+    assert len(backend.context.runs) == 1
+
+
+def test_an_empty_batch_gives_empty_outputs(backend) -> None:
+    (out,) = backend.run(feeds(0, 32, 32))
+    assert out.shape == (0, 3, 64, 64) and out.dtype == np.float32
+
+
+def test_mismatched_batches_and_missing_inputs_are_refused(backend) -> None:
+    f = feeds(2, 32, 32)
+    with pytest.raises(ValueError, match="different batch sizes"):
+        backend.run({"image": f["image"], "shift": f["shift"][:1]})
+    with pytest.raises(ValueError, match=r"missing TensorRT inputs \['shift'\]"):
+        backend.run({"image": f["image"]})
+
+
+def test_close_releases_the_stream_and_every_buffer(backend, fakes) -> None:
+    backend.run(feeds(2, 32, 32))
+    assert fakes.cudart.streams and fakes.cudart.device_mem and fakes.cudart.pinned_mem
+    backend.close()
+    assert not fakes.cudart.streams and not fakes.cudart.device_mem and not fakes.cudart.pinned_mem
+    backend.close()  # twice is harmless
+
+
+def test_concurrent_runs_match_sequential(backend) -> None:
+    inputs = [feeds(1 + i % 4, 16 + 8 * (i % 3), 32, seed=i) for i in range(12)]
+    results: list = [None] * len(inputs)
+
+    def work(i: int) -> None:
+        results[i] = backend.run(inputs[i])[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for f, got in zip(inputs, results):
+        np.testing.assert_allclose(got, expected(f["image"], f["shift"]), rtol=1e-6)
+
+
+# ---- the builder -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory) -> dict[str, Path]:
+    """pyfill ONNX files whose manifests allow fp16 (U-Net) and refuse it (the same U-Net with
+    fp16: false)."""
+    pytest.importorskip("torch")
+    from pyfill.export import export_onnx
+    from pyfill.models import build_model, make_manifest
+
+    folder = tmp_path_factory.mktemp("trt-onnx")
+    module = build_model("unet")
+    yes = make_manifest("unet")
+    assert yes.fp16
+    no = make_manifest("unet")
+    no.fp16 = False
+    return {"fp16": export_onnx(module, folder / "yes.onnx", manifest=yes),
+            "no-fp16": export_onnx(module, folder / "no.onnx", manifest=no)}
+
+
+def test_auto_precision_follows_the_manifest_and_fp16_is_refused_where_it_says_no(fakes, onnx_models, tmp_path) -> None:
+    from pyfill.export import build_tensorrt_engine
+    from pyfill.manifest import Manifest
+
+    build_tensorrt_engine(onnx_models["no-fp16"], out_dir=tmp_path)
+    assert fakes.trt.builds[-1]["config"].flags == []  # fp32: no FP16 flag
+    built = build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+    assert fakes.trt.builds[-1]["config"].flags == [fakes.trt.BuilderFlag.FP16]
+    assert Manifest.load(built.with_suffix(".json")).provenance["tensorrt"]["precision"] == "fp16"
+    with pytest.raises(ValueError, match="does not support fp16"):
+        build_tensorrt_engine(onnx_models["no-fp16"], precision="fp16", out_dir=tmp_path)
+
+
+def test_tensorrt_11_builds_a_strongly_typed_network_from_an_fp16_onnx(monkeypatch, fakes, onnx_models, tmp_path) -> None:
+    pytest.importorskip("onnxconverter_common")
+    from pyfill.export import build_tensorrt_engine
+
+    trt11 = fake_trt("11.4.0", weak=False)
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: trt11)
+    build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+    build = trt11.builds[-1]
+    assert build["network"].flags == 1 << trt11.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    assert build["config"].flags == []  # no weak-typing flag exists on 11
+    assert 10 in build["network"].parsed["initializer_types"]  # FLOAT16 weights
+    assert not list(tmp_path.glob("*.onnx*")), "the fp16 copy is removed after the build"
+    build_tensorrt_engine(onnx_models["no-fp16"], out_dir=tmp_path)
+    assert 10 not in trt11.builds[-1]["network"].parsed["initializer_types"]
+
+
+def test_fp16_onnx_matches_fp32_on_onnxruntime(onnx_models, tmp_path) -> None:
+    pytest.importorskip("onnxconverter_common")
+    import onnxruntime as ort
+
+    from pyfill.export import fp16_onnx
+
+    half = fp16_onnx(onnx_models["fp16"], tmp_path / "half.onnx")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 48)).astype(np.float32)
+    ref = ort.InferenceSession(str(onnx_models["fp16"]), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    sess = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].type == "tensor(float)"
+    got = sess.run(None, {"image": x})[0]
+    assert got.dtype == np.float32 and 0 < np.abs(got - ref).max() < 2e-2
+
+
+def test_cache_key_separates_gpus_typing_and_precision() -> None:
+    from pyfill.export import tensorrt_cache_key
+
+    h100 = {"name": "NVIDIA H100", "compute_capability": (9, 0)}
+    mig = {"name": "NVIDIA H100", "compute_capability": (8, 0)}  # same name, other capability
+    base = ("abc", h100, "10.13", "fp16", "weak", {"image": {"min": [1]}})
+    key = tensorrt_cache_key(*base)
+    assert key == tensorrt_cache_key(*base)
+    assert key != tensorrt_cache_key("abc", mig, *base[2:])
+    assert key != tensorrt_cache_key(*base[:4], "strong", base[5])
+    assert key != tensorrt_cache_key(*base[:3], "fp32", *base[4:])
+
+
+def test_the_engine_and_timing_cache_belong_to_the_current_gpu(fakes, onnx_models, tmp_path) -> None:
+    from pyfill.export import build_tensorrt_engine
+
+    first = build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+    fakes.cudart.current = 1  # another GPU becomes current in this thread
+    second = build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+    assert first != second
+    timing = sorted(p.name for p in tmp_path.glob("timing-*.cache"))
+    assert timing == ["timing-fake-a100-sm80-trt10-13-0.cache", "timing-fake-h100-sm90-trt10-13-0.cache"]
+    fakes.cudart.current = 0
+    assert build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path) == first  # from the cache
+    assert len(fakes.trt.builds) == 2
+    # a later build on the same GPU (another profile) starts from that GPU's timing cache
+    profile = {"image": {"min": (1, 3, 64, 64), "opt": (1, 3, 64, 64), "max": (2, 3, 128, 128)}}
+    build_tensorrt_engine(onnx_models["fp16"], profile=profile, out_dir=tmp_path)
+    assert len(fakes.trt.builds) == 3
+    assert fakes.trt.builds[-1]["config"].timing_in == b"timings:"  # what the first build wrote
+    assert fakes.trt.builds[-1]["config"].profiles[0].shapes["image"][2] == (2, 3, 128, 128)
+
+
+def test_concurrent_builds_never_share_a_temporary_file(fakes, onnx_models, tmp_path, monkeypatch) -> None:
+    import pyfill.export as export
+
+    names: list[Path] = []
+    real = export._unique_temp
+
+    def spy(target):
+        path = real(target)
+        names.append(path)
+        return path
+
+    monkeypatch.setattr(export, "_unique_temp", spy)
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            export.build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(names) == len(set(names)) >= 3
+    assert not list(tmp_path.glob("*.tmp"))
+    engines = list(tmp_path.glob("*.engine"))
+    assert len(engines) == 1 and engines[0].read_bytes() == b"fake-engine"
+
+
+def test_default_profile_reaches_further_for_models_that_cannot_tile() -> None:
+    from pyfill.export import default_tensorrt_profile
+    from pyfill.manifest import read_onnx_manifest
+    from pyfill.store import PRETRAINED_DIR
+
+    colorize = read_onnx_manifest(PRETRAINED_DIR / "colorize.onnx")
+    restore = read_onnx_manifest(PRETRAINED_DIR / "restore.onnx")
+    assert not colorize.tiling.supported and restore.tiling.supported
+    assert default_tensorrt_profile(colorize)["image"]["max"][2:] == (2048, 2048)
+    assert default_tensorrt_profile(restore)["image"]["max"][2:] == (1024, 1024)
+
+
+# ---- on a GPU with TensorRT --------------------------------------------------------------------
+
+_USABLE, _WHY = tensorrt_usable()
+requires_tensorrt = pytest.mark.skipif(not _USABLE, reason=_WHY)
+
+
+@requires_tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine_matches_onnxruntime(unet_files, tmp_path, monkeypatch, precision) -> None:
+    from pyfill.engine import Engine
+
+    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path))
+    engine = Engine(unet_files[1], backend="tensorrt", precision=precision)
+    ref = Engine(unet_files[1], backend="onnxruntime")
+    tol = 2e-3 if precision == "fp32" else 2e-2
+    rng = np.random.default_rng(0)
+    for h, w in [(64, 64), (200, 136), (37, 45)]:  # 37 x 45 lies below the profile's 64 minimum
+        batch = [rng.uniform(0, 1, (h, w, 3)).astype(np.float32) for _ in range(3)]
+        got, want = engine(batch), ref(batch)
+        for g, r in zip(got, want):
+            assert g.shape == r.shape and np.abs(g - r).max() < tol
+
+
+# ---- torch CUDA graphs: a bounded cache --------------------------------------------------------
+
+
+def test_cuda_graph_cache_keeps_the_most_recently_used(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    from pyfill.engine.backends import TorchBackend
+
+    backend = TorchBackend(torch.nn.Identity(), ["image"], device="cpu")
+    captured, released = [], []
+
+    class Graph:
+        def __init__(self, key):
+            self.key = key
+
+        def reset(self):
+            released.append(self.key)
+
+    def capture(args):
+        key = tuple(args[0].shape)
+        captured.append(key)
+        return Graph(key), [], []
+
+    monkeypatch.setattr(backend, "_capture", capture)
+    shapes = [(1, 3, s, s) for s in (8, 16, 24, 32, 8, 40, 16)]
+    for shape in shapes:
+        backend._graph(((shape, torch.float32),), [torch.zeros(shape)])
+    assert captured == [(1, 3, s, s) for s in (8, 16, 24, 32, 40, 16)]  # 8 reused, 16 evicted then recaptured
+    assert released == [(1, 3, 16, 16), (1, 3, 24, 24)]
+    assert [k[0][0][2] for k in backend.graph_shapes] == [32, 8, 40, 16]
