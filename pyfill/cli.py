@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyfill",
         description="pyfill: inference SDK for GAN image models (colourisation, drawing-board "
-        "generation with colour strokes, restoration; images and video).",
+        "generation with colour strokes, restoration, face swapping; images and video).",
     )
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -369,8 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(generate)
     generate.set_defaults(func=_cmd_generate)
 
+    from pyfill.faces.cli import add_parser as add_swap_parser
     from pyfill.video.cli import add_parser as add_video_parser
 
+    add_swap_parser(sub)
     add_video_parser(sub)
 
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")

@@ -24,6 +24,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--task", required=True, choices=TASKS, help="what to do with each frame")
     p.add_argument("--model", help="a shipped model's name or a model file (default: the task's shipped model)")
     p.add_argument("--backend", default="auto", help="backend (default auto)")
+    p.add_argument("--source", metavar="FACE", help="swap: the image whose face goes onto every frame")
     p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: "
                    "whole frames up to 1920 x 1080, the model's advice above)")
     p.add_argument("--batch", type=int, help="frames per model call (default: about one megapixel, "
@@ -43,6 +44,21 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run_video)
 
 
+def _task_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    if args.tile is not None:
+        options["tile"] = args.tile
+    if args.task == "swap":
+        if not args.source:
+            raise ValueError("--task swap needs --source FACE (the image whose face goes onto every frame)")
+        from pyfill.images import read_image
+
+        options["source"] = read_image(args.source)
+    elif args.source:
+        raise ValueError("--source goes with --task swap")
+    return options or None
+
+
 def run_video(args: argparse.Namespace) -> int:
     """Run the ``video`` command; returns the exit status (0 done, 1 error or damaged input,
     130 interrupted)."""
@@ -60,7 +76,7 @@ def run_video(args: argparse.Namespace) -> int:
             codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, preset=args.preset,
             smooth=False if args.no_smooth else None, drop_late=True if args.drop_late else None,
             progress=args.progress, fps=args.fps, input_format=args.input_format,
-            task_options=None if args.tile is None else {"tile": args.tile})
+            task_options=_task_options(args))
     except VideoInterrupted as exc:
         print(f"pyfill video: {exc}", file=sys.stderr)
         return 130
