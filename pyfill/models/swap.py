@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyfill.manifest import Manifest, TensorSpec
+from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
 from pyfill.models.blocks import conv_block, patch_discriminator
 
@@ -102,7 +102,7 @@ class SwapGenerator(nn.Module):
         self.up_id = nn.ModuleList(IdentityBlock(widths[i], emb) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], 3, 3, 1, 1)
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # the conv has a bias
 
     def forward(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(target * 2.0 - 1.0)]
@@ -159,8 +159,9 @@ def _swap_manifest(config: dict[str, Any], task: str) -> Manifest:
         inputs=[TensorSpec("target", "image", 3, "rgb", (0.0, 1.0)),
                 TensorSpec("source", "embedding", 1, "none", (-1.0, 1.0), length=int(config["emb"]))],
         outputs=[TensorSpec("output", "image", 3, "rgb", (0.0, 1.0))],
-        size={"multiple_of": 2 ** int(config["depth"]), "min_size": size, "fixed": [size, size]},
-        tiling={"supported": False, "tile": size, "overlap": 0},
+        size=SizeRequirements(multiple_of=2 ** int(config["depth"]), min_size=size, fixed=(size, size),
+                              resize="stretch"),
+        tiling=Tiling(supported=False, tile=size, overlap=0),
         fp16=True,
     )
 
@@ -173,8 +174,8 @@ def _face_id_manifest(config: dict[str, Any], task: str) -> Manifest:
         config=config,
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
         outputs=[TensorSpec("embedding", "embedding", 1, "none", (-1.0, 1.0), length=int(config["emb"]))],
-        size={"multiple_of": 16, "min_size": size, "fixed": [size, size]},
-        tiling={"supported": False, "tile": size, "overlap": 0},
+        size=SizeRequirements(multiple_of=16, min_size=size, fixed=(size, size), resize="stretch"),
+        tiling=Tiling(supported=False, tile=size, overlap=0),
         fp16=False,
     )
 
