@@ -2,6 +2,7 @@
 anything else is installed):
 
     python benchmarks/gpu_check.py ensure MODULE=PACKAGE ...   # pip-install what does not import
+    python benchmarks/gpu_check.py ensure-project              # the same for pyproject's dependencies
     python benchmarks/gpu_check.py index-reachable             # exit 0 when pip's index answers
     python benchmarks/gpu_check.py kernels [--host]             # every CUDA kernel once, small
     python benchmarks/gpu_check.py onnxruntime-cuda OUT.json    # restore model, CUDA provider vs CPU
@@ -42,6 +43,21 @@ def ensure(pairs: list[str]) -> int:
         return 0
     print("installing:", " ".join(missing))
     return subprocess.call([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *missing])
+
+
+# Distributions whose import name differs from their name.
+_MODULES = {"pillow": "PIL", "opencv-python-headless": "cv2", "scikit-build-core": "scikit_build_core",
+            "pytest-benchmark": "pytest_benchmark"}
+
+
+def project_dependencies() -> list[str]:
+    """MODULE=PACKAGE pairs of the project's runtime dependencies (pyproject.toml)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)
+    names = re.findall(r'"([A-Za-z0-9_.-]+)', block.group(1)) if block else []
+    return [f"{_MODULES.get(n.lower(), n.replace('-', '_'))}={n}" for n in names]
 
 
 def index_reachable() -> int:
@@ -337,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ensure")
     p.add_argument("pairs", nargs="+")
     sub.add_parser("index-reachable")
+    sub.add_parser("ensure-project")
     p = sub.add_parser("kernels")
     p.add_argument("--host", action="store_true")
     p = sub.add_parser("onnxruntime-cuda")
@@ -349,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     if a.cmd == "ensure":
         return ensure(a.pairs)
+    if a.cmd == "ensure-project":
+        return ensure(project_dependencies())
     if a.cmd == "index-reachable":
         return index_reachable()
     if a.cmd == "kernels":

@@ -85,7 +85,13 @@ INDEX=0
 step "pip >= 23.1" 120 "${PIP[@]}" install -q "pip>=23.1"  # config settings (-C) need it
 
 step "build tools" 120 "${HELP[@]}" ensure scikit_build_core=scikit-build-core pybind11=pybind11
-step "runtime dependencies" 180 "${HELP[@]}" ensure numpy onnxruntime PIL=pillow
+# A machine without a package index can be handed wheels in .wheelhouse/ (made elsewhere with
+# pip download --python-version 3.12 --only-binary=:all: -d .wheelhouse jsonschema av).
+if [ -d "$ROOT/.wheelhouse" ]; then
+  step "wheels from .wheelhouse" 120 "${PIP[@]}" install -q --no-index --find-links "$ROOT/.wheelhouse" \
+    $(ls "$ROOT/.wheelhouse" | sed -n 's/^\([A-Za-z0-9_]*\)-.*\.whl$/\1/p' | tr '_' '-')
+fi
+step "runtime dependencies" 180 "${HELP[@]}" ensure-project
 step "test dependencies" 180 "${HELP[@]}" ensure pytest pytest_benchmark=pytest-benchmark scipy \
   cv2=opencv-python-headless safetensors onnx
 
@@ -121,7 +127,7 @@ optional "tensorrt" "import tensorrt, onnxconverter_common; from cuda.bindings i
 
 # ---- tests ------------------------------------------------------------------------------------
 CUDA_TESTS=(tests/test_foundation.py tests/test_degrade_ops.py tests/test_degrade_pipeline.py
-  tests/test_stroke_grid.py tests/test_engine.py)
+  tests/test_stroke_grid.py tests/test_engine.py tests/test_cuda_graphs.py)
 step "CUDA and TensorRT tests" 240 "$PY" -m pytest -p no:cacheprovider -q -rs \
   --junitxml="$OUT_DIR/tests.xml" "${CUDA_TESTS[@]}" tests/test_tensorrt.py tests/test_cuda_build.py \
   -k "cuda or graph or test_tensorrt"

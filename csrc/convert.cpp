@@ -1,7 +1,6 @@
 // Image layout conversion for the Engine's per-call path: uint8 HWC <-> float32 CHW in one pass
-// each way, with the model's value range folded into one multiply-add. The hot loops are
-// compiled for AVX-512, AVX2 and the baseline ISA, and the loader picks the widest one this CPU
-// runs (GCC/Clang function multi-versioning), so one wheel runs on any x86-64.
+// each way, with the model's value range folded into one multiply-add. The row loops are
+// multi-versioned (simd.h).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -11,17 +10,9 @@
 
 #include "parallel.h"
 #include "registry.h"
+#include "simd.h"
 
 namespace py = pybind11;
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define PYFILL_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef PYFILL_MULTIVERSION
-#define PYFILL_MULTIVERSION
-#endif
 
 namespace pyfill {
 namespace {
@@ -86,6 +77,8 @@ py::array_t<uint8_t> chw_to_image_u8(py::array_t<float, py::array::c_style> x, f
 }  // namespace pyfill
 
 PYFILL_REGISTER(convert) {
+  m.def("dispatch_isa", &pyfill::dispatch_isa,
+        "The instruction set the multi-versioned hot loops run on this CPU: avx512f, avx2, baseline or none.");
   m.def("image_u8_to_chw", &pyfill::image_u8_to_chw, py::arg("img"), py::arg("scale"), py::arg("offset"),
         "uint8 (H, W, C) C-contiguous -> float32 (C, H, W) with v * scale + offset, in one pass; parallel over rows.");
   m.def("chw_to_image_u8", &pyfill::chw_to_image_u8, py::arg("x"), py::arg("scale"), py::arg("offset"),

@@ -22,6 +22,7 @@
 #include "degrade_resize.h"
 #include "parallel.h"
 #include "registry.h"
+#include "simd.h"
 
 namespace py = pybind11;
 
@@ -78,13 +79,8 @@ V* grow(std::vector<V>& v, int64_t n) {
   return v.data();
 }
 
-// Hot inner loops: an AVX2 clone is selected at load time where the CPU has it (no FMA, so the
-// results are bit-identical to the baseline x86-64 clone).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PYFILL_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PYFILL_CLONES
-#endif
+// Hot inner loops are multi-versioned (simd.h): AVX-512, AVX2 or baseline, picked at load time.
+#define PYFILL_CLONES PYFILL_MULTIVERSION
 
 typedef float V8f __attribute__((vector_size(32)));
 typedef int V8i __attribute__((vector_size(32)));

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['build_config', 'chw_to_image_u8', 'cpu_simd', 'cuda_devices', 'cuda_smoke_saxpy', 'degrade_apply_pipeline', 'degrade_cuda_filter2d', 'degrade_cuda_gaussian_noise', 'degrade_cuda_jpeg', 'degrade_cuda_poisson_noise', 'degrade_cuda_resize', 'degrade_cuda_salt_pepper', 'degrade_cuda_sep_filter', 'degrade_filter2d', 'degrade_gaussian_noise', 'degrade_jpeg', 'degrade_poisson_noise', 'degrade_resize', 'degrade_salt_pepper', 'degrade_sep_filter', 'get_num_threads', 'hardware_threads', 'image_u8_to_chw', 'set_num_threads', 'stroke_grid_cpu', 'stroke_grid_cuda', 'stroke_grid_from_image_cpu', 'stroke_grid_from_image_cuda']
+__all__: list[str] = ['build_config', 'chw_to_image_u8', 'cpu_simd', 'cuda_devices', 'cuda_smoke_saxpy', 'degrade_apply_pipeline', 'degrade_cuda_filter2d', 'degrade_cuda_gaussian_noise', 'degrade_cuda_jpeg', 'degrade_cuda_poisson_noise', 'degrade_cuda_resize', 'degrade_cuda_salt_pepper', 'degrade_cuda_sep_filter', 'degrade_filter2d', 'degrade_gaussian_noise', 'degrade_jpeg', 'degrade_poisson_noise', 'degrade_resize', 'degrade_salt_pepper', 'degrade_sep_filter', 'dispatch_isa', 'get_num_threads', 'hardware_threads', 'image_u8_to_chw', 'set_num_threads', 'stroke_grid_cpu', 'stroke_grid_cuda', 'stroke_grid_from_image_cpu', 'stroke_grid_from_image_cuda']
 def build_config() -> dict:
     """
     Facts fixed when this extension was compiled.
@@ -85,6 +85,10 @@ def degrade_salt_pepper(img: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
 def degrade_sep_filter(img: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], kx: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], ky: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.ndarray[typing.Any, numpy.dtype[typing.Any]]:
     """
     Separable correlation of (B, H, W, C) uint8/float32 images with odd 1-D float32 kernels, reflect-101 borders; parallel over images.
+    """
+def dispatch_isa() -> str:
+    """
+    The instruction set the multi-versioned hot loops run on this CPU: avx512f, avx2, baseline or none.
     """
 def get_num_threads() -> int:
     """

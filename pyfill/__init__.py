@@ -12,10 +12,10 @@ from pyfill._core import MissingExtraError, require
 from pyfill.runtime import runtime_info
 
 __all__ = ["__version__", "runtime_info", "MissingExtraError", "require", "Engine", "Manifest",
-           "restore", "colorize", "generate"]
+           "restore", "colorize", "generate", "swap"]
 
 _LAZY = {"Engine": "pyfill.engine", "Manifest": "pyfill.manifest", "restore": "pyfill.tasks",
-         "colorize": "pyfill.tasks", "generate": "pyfill.tasks"}
+         "colorize": "pyfill.tasks", "generate": "pyfill.tasks", "swap": "pyfill.tasks"}
 
 
 def __getattr__(name: str):

@@ -30,6 +30,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.triton_repo:
+        from pyfill.triton import run_cli_export
+
+        return run_cli_export(args)
+    if args.int8:
+        return _export_int8(args)
     from pyfill.export import build_tensorrt_engine, export_onnx
 
     src = Path(args.model)
@@ -41,8 +47,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"TensorRT engine: {out}")
         return 0
     out = Path(args.output) if args.output else src.with_suffix(".onnx")
-    export_onnx(src, out, opset=args.opset, dynamic=not args.static)
+    if args.size and not args.static:
+        raise ValueError("--size goes with --static")
+    export_onnx(src, out, opset=args.opset, dynamic=not args.static, static_size=tuple(args.size) if args.size else None)
     print(f"ONNX model: {out}")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    from pyfill.quantize import quantize_int8
+
+    if not args.calibration or not args.output:
+        raise ValueError("pyfill export MODEL --int8 needs --calibration DIR and -o OUT.onnx")
+    report = quantize_int8(args.model, args.calibration, args.output, held_out=args.held_out)
+    print(f"int8 model: {report.path} ({report.calibration_images} calibration images)")
+    where = "held-out" if args.held_out else "calibration (pass --held-out for a fair figure)"
+    print(f"PSNR of int8 vs fp32 on {len(report.psnr_db)} {where} images: mean {report.mean_psnr_db:.2f} dB, "
+          f"min {min(report.psnr_db):.2f} dB")
     return 0
 
 
@@ -257,6 +278,9 @@ def _add_image_outputs(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: the input's, or PNG where it cannot hold the result)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on a Ray cluster (default: RAY_ADDRESS, a running local one, or a new local "
+                             "instance); needs pyfill[distributed]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyfill",
         description="pyfill: inference SDK for GAN image models (colourisation, drawing-board "
-        "generation with colour strokes, restoration).",
+        "generation with colour strokes, restoration, face swapping; images and video).",
     )
     parser.add_argument("--version", action="version", version=f"pyfill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -280,12 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_cmd_doctor)
 
     export = sub.add_parser("export", help="checkpoint -> ONNX, or ONNX -> TensorRT engine")
-    export.add_argument("model", help="a .safetensors checkpoint (with its .json), or an .onnx file with --tensorrt")
+    export.add_argument("model", help="a .safetensors checkpoint (with its .json); an .onnx file or a model name "
+                        "with --tensorrt, --int8 or --triton-repo")
     export.add_argument("-o", "--output", help="output .onnx file (default: beside the checkpoint); with --tensorrt, an output folder")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     export.add_argument("--static", action="store_true", help="fixed batch and size instead of dynamic axes")
     export.add_argument("--tensorrt", action="store_true", help="build a TensorRT engine from an ONNX file")
-    export.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="TensorRT precision")
+    export.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto",
+                        help="TensorRT precision (default auto: fp16 where the manifest allows it)")
+    export.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                        help="with --static: the size to export at (default 512 512, rounded to the model's rules)")
+    export.add_argument("--int8", action="store_true",
+                        help="quantise an ONNX model (file or name) to int8 with NNCF; needs --calibration and -o")
+    export.add_argument("--calibration", metavar="DIR", help="--int8: a folder of calibration images")
+    export.add_argument("--held-out", metavar="DIR",
+                        help="--int8: images to measure int8 against fp32 on (default: the calibration images)")
+    export.add_argument("--triton-repo", metavar="DIR",
+                        help="write a Triton Inference Server model repository entry into DIR (MODEL: a file or a name)")
+    export.add_argument("--max-batch", type=int, default=8, help="Triton: the largest dynamic batch (default 8)")
+    export.add_argument("--force", action="store_true", help="Triton: replace an existing entry of that name")
     export.set_defaults(func=_cmd_export)
 
     info = sub.add_parser("info", help="print a model's manifest and the backend it would run on")
@@ -332,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(generate)
     generate.set_defaults(func=_cmd_generate)
 
+    from pyfill.faces.cli import add_parser as add_swap_parser
+    from pyfill.video.cli import add_parser as add_video_parser
+
+    add_swap_parser(sub)
+    add_video_parser(sub)
+
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     board.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
@@ -349,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "ray", None) is not None:
+            from pyfill.distributed import run_cli_on_ray
+
+            return run_cli_on_ray(args.command, args)
         return int(args.func(args))
     except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         print(f"pyfill {args.command}: error: {exc}", file=sys.stderr)

@@ -191,8 +191,7 @@ class Pipeline:
         unknown = sorted(set(overrides) - set(PRESETS[preset]))
         if unknown:
             raise TypeError(f"unknown option(s) for preset {preset!r}: {', '.join(unknown)}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = _arrays.check_seed(seed)
         self.preset = preset
         self.config: dict[str, Any] = {**PRESETS[preset], **overrides}
         for key, value in self.config.items():

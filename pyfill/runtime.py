@@ -84,6 +84,7 @@ def runtime_info() -> dict[str, Any]:
             "threading": build["threading"],
             "simd_cpu": _C.cpu_simd(),
             "simd_compiled": build["simd_compiled"],
+            "simd_dispatch": _C.dispatch_isa(),
             "compiler": build["compiler"],
         },
         "cuda_kernels": {
@@ -111,7 +112,7 @@ def format_runtime_table(info: dict[str, Any]) -> str:
             "C++ core",
             "yes",
             f"{core['threads']} threads ({core['threading']}), SIMD cpu={core['simd_cpu']} "
-            f"compiled={core['simd_compiled']}, {core['compiler']}",
+            f"compiled={core['simd_compiled']} hot loops={core['simd_dispatch']}, {core['compiler']}",
         )
     )
     ck = info["cuda_kernels"]

@@ -222,7 +222,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     rows = H.read_csv_log(Path(cut["out"]) / "log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     out = Path(cut["out"])
-    for name in ("losses.png", "colorize.safetensors", "colorize.json", "state.safetensors"):
+    for name in ("losses.png", "colorize.safetensors", "colorize.json", "checkpoints/step_00000006/state.safetensors"):
         assert (out / name).is_file(), name
 
 

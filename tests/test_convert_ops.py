@@ -43,3 +43,16 @@ def test_conversions_refuse_other_types() -> None:
         chw_to_image(np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match="empty image"):
         image_to_chw(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_doctor_reports_the_instruction_set_the_hot_loops_run() -> None:
+    import platform
+
+    import pyfill
+
+    dispatch = pyfill.runtime_info()["core"]["simd_dispatch"]
+    if platform.machine() != "x86_64":
+        assert dispatch == "none"
+        return
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    assert dispatch == ("avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "baseline")

@@ -138,8 +138,10 @@ def test_bad_arguments() -> None:
         Pipeline("seed", not_an_option=1)
     with pytest.raises(ValueError):
         Pipeline("seed", jpeg_prob=1.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"seed: expected an int in \[0, 2\*\*64\), got -1"):
         Pipeline("seed", seed=-1)
+    with pytest.raises(TypeError, match="seed: expected an int, got float"):
+        Pipeline("seed", seed=1.5)
     pipe = Pipeline("seed")
     with pytest.raises(ValueError):
         pipe(np.zeros((4, 4, 3), np.uint8))

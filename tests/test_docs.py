@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+OPTIONAL = {"ray": "pyfill.distributed", "av": "pyfill.video", "dlib": "pyfill.faces", "nncf": "pyfill.quantize",
+            "spandrel": "spandrel", "tritonclient": "pyfill.triton"}
 BLOCKS = [(doc, i, block) for doc in DOCS for i, block in enumerate(FENCE.findall(doc.read_text()))]
 
 
@@ -19,6 +21,9 @@ def test_python_example_runs_alone(doc: Path, index: int, block: str, tmp_path: 
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     if "import torch" in block or "pyfill.models" in block or "pyfill.export" in block:
         pytest.importorskip("torch")
+    for module, marker in OPTIONAL.items():  # an example of an optional extra needs that extra
+        if marker in block:
+            pytest.importorskip(module)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache"))
     (tmp_path / "demo").mkdir()

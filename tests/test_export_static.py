@@ -59,11 +59,14 @@ def test_static_size_rounds_to_the_size_rules() -> None:
         static_export_size(unet, (0, 8))
 
 
-def test_engine_runs_a_static_export_at_other_sizes(unet_files, tmp_path) -> None:
+def test_engine_runs_a_static_export_on_smaller_inputs_and_refuses_larger(unet_files, tmp_path) -> None:
     out = export_onnx(unet_files[0], tmp_path / "static.onnx", dynamic=False, static_size=(64, 64))
-    img = np.random.default_rng(0).uniform(0, 1, (50, 70, 3)).astype(np.float32)
-    y = Engine(out, backend="onnxruntime")(img)
+    engine = Engine(out, backend="onnxruntime")
+    img = np.random.default_rng(0).uniform(0, 1, (50, 60, 3)).astype(np.float32)
+    y = engine(img)
     assert y.shape == img.shape and np.isfinite(y).all()
+    with pytest.raises(ValueError, match="runs at 64 x 64"):
+        engine(np.zeros((50, 70, 3), np.float32))
 
 
 def test_cli_export_static(unet_files, tmp_path, capsys) -> None:

@@ -183,7 +183,8 @@ def test_resume_continues_exactly_and_writes_a_checkpoint(tmp_path: Path) -> Non
     assert same(params(resumed["model"]), params(straight["model"]))
     out = tmp_path / "b"
     assert [int(r["step"]) for r in H.read_csv_log(out / "log.csv")] == [1, 2, 3, 4]
-    for name in ("losses.png", "samples_000004.png", "generate.safetensors", "generate.json", "state.safetensors"):
+    for name in ("losses.png", "samples_000004.png", "generate.safetensors", "generate.json",
+                 "checkpoints/step_00000004/state.safetensors"):
         assert (out / name).is_file(), name
     from pyfill.manifest import Manifest
 
@@ -228,3 +229,33 @@ def test_stroke_map_generator_exports_and_reads_the_grid_locally(tmp_path: Path)
     export_onnx(g, tmp_path / "g.onnx", manifest=make_manifest("spade", cfg))  # checks ONNX == torch
     with pytest.raises(ValueError, match="stroke_map needs stroke_grid"):
         build_model("spade", {**cfg, "stroke_grid": None})
+
+
+def test_one_patchgan_serves_every_family_and_loads_earlier_spade_weights() -> None:
+    from torch.nn import functional as F
+
+    from pyfill.models.blocks import PatchGAN
+    from pyfill.models.colorize import PatchDiscriminator as ColorizeD
+    from pyfill.models.restore import PatchDiscriminator as RestoreD
+    from pyfill.models.spade import PatchDiscriminator as SpadeD
+
+    torch.manual_seed(0)
+    d = SpadeD(classes=2, base=4, layers=2)
+    assert all(isinstance(m, PatchGAN) for m in (d, ColorizeD(4, 2), RestoreD(4, 2)))
+    # the names the earlier spade layout saved: convs.<i>.* and head.*
+    earlier = {k.replace("net.0.", "convs.0.").replace("net.2.", "convs.1.").replace("net.4.", "head."): v
+               for k, v in d.state_dict().items()}
+    other = SpadeD(classes=2, base=4, layers=2)
+    other.load_state_dict(earlier, strict=True)
+    seg, image = torch.rand(1, 2, 16, 16), torch.rand(1, 3, 16, 16) * 2 - 1
+    w = earlier
+    # the reference, written out with functional ops: conv, conv + instance norm, head
+    h = F.leaky_relu(F.conv2d(torch.cat([seg, image], 1), w["convs.0.weight"], w["convs.0.bias"], 2, 1), 0.2)
+    h2 = F.conv2d(h, w["convs.1.weight"], w["convs.1.bias"], 2, 1)
+    h2 = F.leaky_relu(F.instance_norm(h2, eps=1e-5), 0.2)
+    logits = F.conv2d(h2, w["head.weight"], w["head.bias"], 1, 1)
+    feats = other(seg, image)
+    assert len(feats) == 3
+    torch.testing.assert_close(feats[0], h)
+    torch.testing.assert_close(feats[1], h2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(feats[2], logits, atol=1e-5, rtol=1e-4)

@@ -139,7 +139,8 @@ def test_training_resumes_exactly(tmp_path: Path) -> None:
     assert straight["steps"] == resumed["steps"] == 6
     assert same(params(straight["model"]), params(resumed["model"]))
     out = Path(straight["out"])
-    for name in ("restore.safetensors", "restore.json", "state.safetensors", "state.json", "losses.png"):
+    for name in ("restore.safetensors", "restore.json", "checkpoints/step_00000006/state.safetensors",
+                 "checkpoints/step_00000006/state.json", "losses.png"):
         assert (out / name).is_file(), name
     rows = H.read_csv_log(Path(resumed["out"]) / "log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]

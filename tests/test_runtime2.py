@@ -126,6 +126,26 @@ def test_letterbox_placement_matches_the_closed_form() -> None:
         Placement.for_size(70, 10, (64, 64), "pad")
 
 
+def test_static_export_pads_small_inputs_and_tiles_large_ones(unet_files, tmp_path: Path) -> None:
+    static = Engine(export_onnx(unet_files[0], tmp_path / "static.onnx", dynamic=False, static_size=(64, 64)),
+                    backend="onnxruntime")
+    dynamic = Engine(unet_files[1], backend="onnxruntime")
+    assert static.manifest.size.fixed == (64, 64) and static.manifest.size.resize == "pad"
+    shapes = []
+    run = static.backend.run
+    static.backend.run = lambda feeds: shapes.append(feeds["image"].shape) or run(feeds)
+    # Padded, not resampled: away from the padded bottom and right borders (the net's reach, 16 px)
+    # the static file computes what the dynamic one does.
+    small = np.random.default_rng(8).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    a, b = static(small), dynamic(small)
+    assert a.shape == small.shape and np.abs(a[:-16, :-16].astype(int) - b[:-16, :-16].astype(int)).max() <= 1
+    # Larger than the fixed size: tiled, every window padded to 64 x 64.
+    big = np.random.default_rng(9).integers(0, 256, (150, 90, 3), dtype=np.uint8)
+    out = static(big)
+    assert out.shape == big.shape and all(s[-2:] == (64, 64) for s in shapes) and len(shapes) > 2
+    assert np.abs(out[:-16, :-16].astype(int) - dynamic(big)[:-16, :-16].astype(int)).mean() < 2
+
+
 # ---- models that are not image-to-image --------------------------------------------------------
 class _Decoder(nn.Module):
     """A W+ latent (N, 4, 8) -> (N, 3, 16, 16) image in [-1, 1]."""
@@ -289,7 +309,7 @@ def test_model_store_add_find_and_remove(tmp_path: Path, monkeypatch: pytest.Mon
         store.add_model(upscaler, "my-x2")
     assert main(["models", "remove", "my-x2"]) == 0
     with pytest.raises(FileNotFoundError, match=r"no model file or model named 'my-x2'; available models: "
-                                                r"colorize, generate, restore"):
+                                                r"colorize, face_id, generate, restore, swap"):
         Engine.from_pretrained("my-x2")
     with pytest.raises(FileNotFoundError, match="ships in the package and cannot be removed"):
         store.remove_model("restore")

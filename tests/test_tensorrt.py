@@ -555,7 +555,7 @@ def test_concurrent_builds_never_share_a_temporary_file(fakes, onnx_models, tmp_
 def test_default_profile_reaches_further_for_models_that_cannot_tile() -> None:
     from pyfill.export import default_tensorrt_profile
     from pyfill.manifest import read_onnx_manifest
-    from pyfill.engine.engine import PRETRAINED_DIR
+    from pyfill.store import PRETRAINED_DIR
 
     colorize = read_onnx_manifest(PRETRAINED_DIR / "colorize.onnx")
     restore = read_onnx_manifest(PRETRAINED_DIR / "restore.onnx")

@@ -26,22 +26,19 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyfill.export import save_checkpoint
 from pyfill.models import build_model, make_manifest
 from pyfill.models.colorize import AB_SCALE, Colorizer, lab_to_rgb, normalise_l, realness, rgb_to_lab
 from training import harness as H
 from training.data import ImageSet
 
-DEFAULTS: dict[str, Any] = {
+DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "seed": 0,
     "device": "auto",
     "amp": True,
@@ -49,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3},
     "data": {"folders": [], "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field",
                                                "retina", "stereo_motorcycle"],
-             "max_side": 256, "crop": 64, "batch": 8},
+             "max_side": 256, "crop": 64, "batch": 8, "val_folders": []},
     "lr_g": 2e-4,
     "lr_d": 2e-4,
     "max_steps": 1000,
@@ -72,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "log_every": 1,
     "checkpoint_every": 100,
     "sample_every": 200,
-}
+})
 
 LOSS_FIELDS = ("loss_g", "loss_d", "r1", "r2", "r3", "selected", "round")
 
@@ -84,9 +81,7 @@ def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return normalise_l(lab[:, :1]), lab[:, 1:] / AB_SCALE
 
 
-def set_frozen(module: nn.Module, frozen: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(not frozen)
+set_frozen = H.set_frozen
 
 
 def select_fooled(r2: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -100,12 +95,15 @@ class Schedule:
 
     ``g_train`` / ``d_train`` are the modules that take gradient steps (DDP-wrapped in a
     distributed run); the plain ``net.generator`` / ``net.discriminator`` serve frozen uses.
+    Optimizer steps go through ``updater`` (:class:`training.harness.Updater`: accumulation,
+    clipping, loss scaling) with the optimizers ``g`` and ``d``.
     """
 
-    def __init__(self, net: Colorizer, g_train: nn.Module, d_train: nn.Module, opt_g: torch.optim.Optimizer,
-                 opt_d: torch.optim.Optimizer, config: dict[str, Any], ctx: H.DistContext) -> None:
+    def __init__(self, net: Colorizer, g_train: nn.Module, d_train: nn.Module, updater: H.Updater,
+                 config: dict[str, Any], ctx: H.DistContext) -> None:
         self.net, self.g_train, self.d_train = net, g_train, d_train
-        self.opt_g, self.opt_d, self.config, self.ctx = opt_g, opt_d, config, ctx
+        self.updater, self.config, self.ctx = updater, config, ctx
+        self.opt_g, self.opt_d = updater.optimizers["g"], updater.optimizers["d"]
         self.done = False
 
     def step(self, rgb: torch.Tensor) -> dict[str, float]:
@@ -121,32 +119,39 @@ class Schedule:
         """Modules besides G and D whose weights belong to the training state."""
         return {}
 
+    def mean(self, logs: dict[str, float]) -> dict[str, float]:
+        return {k: self.ctx.mean(v) for k, v in logs.items()}
+
 
 class AlternatingSchedule(Schedule):
     """Standard per-batch alternation: a D step (colour -> real, fill -> fake) then a G step."""
 
     def step(self, rgb: torch.Tensor) -> dict[str, float]:
-        l_norm, ab = split_lab(rgb)
         g, d = self.net.generator, self.net.discriminator
-        with torch.no_grad():
-            fake = g(l_norm)
-        logits = self.d_train(torch.cat([l_norm, l_norm]), torch.cat([ab, fake]))
-        target = torch.cat([torch.ones_like(logits[: len(ab)]), torch.zeros_like(logits[len(ab):])])
-        loss_d = F.binary_cross_entropy_with_logits(logits, target)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
 
+        def d_loss(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            l_norm, ab = part
+            with torch.no_grad():
+                fake = g(l_norm)
+            logits = self.d_train(torch.cat([l_norm, l_norm]), torch.cat([ab, fake])).float()
+            target = torch.cat([torch.ones_like(logits[: len(ab)]), torch.zeros_like(logits[len(ab):])])
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            return loss, {"loss_d": loss.detach()}
+
+        def g_loss(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            l_norm, ab = part
+            fill = self.g_train(l_norm)
+            logits_fake = d(l_norm, fill).float()
+            loss = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake)) \
+                + self.config["g_image_weight"] * F.l1_loss(fill.float(), ab)
+            return loss, {"loss_g": loss.detach()}
+
+        batch = split_lab(rgb)
+        logs = self.updater.update("d", batch, d_loss)
         set_frozen(d, True)
-        fill = self.g_train(l_norm)
-        logits_fake = d(l_norm, fill)
-        loss_g = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake)) \
-            + self.config["g_image_weight"] * F.l1_loss(fill, ab)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        logs.update(self.updater.update("g", batch, g_loss))
         set_frozen(d, False)
-        return {"loss_g": self.ctx.mean(loss_g.item()), "loss_d": self.ctx.mean(loss_d.item())}
+        return self.mean(logs)
 
 
 class PhasedSchedule(Schedule):
@@ -188,40 +193,45 @@ class PhasedSchedule(Schedule):
     def generation_loss(self, r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
         if self.p["gen_loss"] == "difference":
             return (r1 - r2).mean()
-        return F.binary_cross_entropy(r1, torch.ones_like(r1)) + F.binary_cross_entropy(r2, torch.ones_like(r2))
+        return H.bce(r1, torch.ones_like(r1)) + H.bce(r2, torch.ones_like(r2))
 
     def generator_step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
-        with torch.no_grad():
-            r1 = realness(self.target_d(l_norm, ab))
-        fill = self.g_train(l_norm)
-        r2 = realness(self.target_d(l_norm, fill))
-        loss = self.generation_loss(r1, r2) + self.config["g_image_weight"] * F.l1_loss(fill, ab)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        return {"loss_g": self.ctx.mean(loss.item()), "r1": self.ctx.mean(r1.mean().item()),
-                "r2": self.ctx.mean(r2.mean().item())}
+        def loss_fn(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            l_part, ab_part = part
+            with torch.no_grad():
+                r1 = realness(self.target_d(l_part, ab_part).float())
+            fill = self.g_train(l_part)
+            r2 = realness(self.target_d(l_part, fill).float())
+            loss = self.generation_loss(r1, r2) + self.config["g_image_weight"] * F.l1_loss(fill.float(), ab_part)
+            return loss, {"loss_g": loss.detach(), "r1": r1.mean(), "r2": r2.detach().mean()}
+
+        return self.mean(self.updater.update("g", (l_norm, ab), loss_fn))
 
     def discriminator_step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
-        with torch.no_grad():
-            fill = self.net.generator(l_norm)
-            r2 = realness(self.target_d(l_norm, fill))
-        chosen = select_fooled(r2, self.p["real_threshold"])
-        self.last_selection = chosen
-        r3 = realness(self.d_train(l_norm, fill))
-        diff = (fill - ab).abs() if self.p["image_distance"] == "l1" else (fill - ab) ** 2
-        image_loss = diff.mean(dim=(1, 2, 3))
-        label = r2 if self.p["result_label"] == "r2" else torch.zeros_like(r2)
-        result_loss = F.binary_cross_entropy(r3, label, reduction="none").reshape(-1)
-        per_sample = self.p["image_weight"] * image_loss + self.p["result_weight"] * result_loss
-        weights = chosen.to(per_sample.dtype)
-        loss = (per_sample * weights).sum() / weights.sum().clamp(min=1.0)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        r3_sel = float((r3.detach().reshape(-1) * weights).sum() / weights.sum().clamp(min=1.0))
-        return {"loss_d": self.ctx.mean(loss.item()), "r2": self.ctx.mean(r2.mean().item()),
-                "r3": self.ctx.mean(r3_sel), "selected": self.ctx.mean(float(weights.sum()))}
+        selections: list[torch.Tensor] = []
+
+        def loss_fn(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            l_part, ab_part = part
+            with torch.no_grad():
+                fill = self.net.generator(l_part)
+                r2 = realness(self.target_d(l_part, fill).float())
+            chosen = select_fooled(r2, self.p["real_threshold"])
+            selections.append(chosen)
+            r3 = realness(self.d_train(l_part, fill).float())
+            fill = fill.float()
+            diff = (fill - ab_part).abs() if self.p["image_distance"] == "l1" else (fill - ab_part) ** 2
+            image_loss = diff.mean(dim=(1, 2, 3))
+            label = r2 if self.p["result_label"] == "r2" else torch.zeros_like(r2)
+            result_loss = H.bce(r3, label, reduction="none").reshape(-1)
+            per_sample = self.p["image_weight"] * image_loss + self.p["result_weight"] * result_loss
+            weights = chosen.to(per_sample.dtype)
+            loss = (per_sample * weights).sum() / weights.sum().clamp(min=1.0)
+            r3_sel = (r3.detach().reshape(-1) * weights).sum() / weights.sum().clamp(min=1.0)
+            return loss, {"loss_d": loss.detach(), "r2": r2.mean(), "r3": r3_sel, "selected": weights.mean()}
+
+        logs = self.updater.update("d", (l_norm, ab), loss_fn)
+        self.last_selection = torch.cat(selections)
+        return self.mean(logs)
 
     def step(self, rgb: torch.Tensor) -> dict[str, float]:
         if self.done:
@@ -278,22 +288,30 @@ SCHEDULES = {"phased": PhasedSchedule, "alternating": AlternatingSchedule}
 
 
 def make_schedule(net: Colorizer, config: dict[str, Any], ctx: H.DistContext) -> Schedule:
-    """The configured schedule with Adam optimizers (and DDP wrappers when distributed)."""
+    """The configured schedule with Adam optimizers, their :class:`training.harness.Updater`
+    (and DDP wrappers when distributed)."""
     if config["schedule"] not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {config['schedule']!r}")
     opt_g = torch.optim.Adam(net.generator.parameters(), lr=config["lr_g"], betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(net.discriminator.parameters(), lr=config["lr_d"], betas=(0.5, 0.999))
+    updater = H.Updater({"g": opt_g, "d": opt_d}, ctx, config)
     return SCHEDULES[config["schedule"]](net, ctx.wrap(net.generator), ctx.wrap(net.discriminator),
-                                         opt_g, opt_d, config, ctx)
+                                         updater, config, ctx)
+
+
+def colorized(net: Colorizer, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the fill of ``rgb``'s gray version, that gray version): sRGB (N, 3, H, W) in [0, 1]."""
+    l_norm, _ = split_lab(rgb)
+    lightness = (l_norm + 1.0) * 50.0
+    fill = lab_to_rgb(torch.cat([lightness, net.generator(l_norm).float() * AB_SCALE], dim=1))
+    gray = lab_to_rgb(torch.cat([lightness, torch.zeros_like(lightness).repeat(1, 2, 1, 1)], dim=1))
+    return fill, gray
 
 
 def sample_rows(net: Colorizer, rgb: torch.Tensor, count: int = 4) -> list[list]:
     """Rows of (gray, fill, original) float (H, W, 3) images for a sample grid."""
     with torch.no_grad():
-        l_norm, _ = split_lab(rgb[:count])
-        lightness = (l_norm + 1.0) * 50.0
-        fill = lab_to_rgb(torch.cat([lightness, net.generator(l_norm) * AB_SCALE], dim=1))
-        gray = lab_to_rgb(torch.cat([lightness, torch.zeros_like(lightness).repeat(1, 2, 1, 1)], dim=1))
+        fill, gray = colorized(net, rgb[:count])
 
     def hwc(t: torch.Tensor) -> Any:
         return t.permute(1, 2, 0).float().cpu().numpy()
@@ -302,62 +320,49 @@ def sample_rows(net: Colorizer, rgb: torch.Tensor, count: int = 4) -> list[list]
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
-    """Run a training; returns {"out", "steps", "seconds", "skipped", "ended", "model"} (``model``:
-    the trained :class:`Colorizer`).
+    """Run a training; returns :func:`training.harness.train_loop`'s result plus "skipped",
+    "ended" and "model" (the trained :class:`Colorizer`, raw weights).
 
-    Writes to ``config["out"]``: ``state.safetensors`` / ``state.json`` (resumable state),
-    ``colorize.safetensors`` / ``colorize.json`` (the model checkpoint for ``pyfill export``),
-    ``log.csv``, ``losses.png`` and ``samples_<step>.png``.
+    Writes to ``config["out"]`` what :func:`training.harness.train_loop` writes, with
+    ``colorize.safetensors`` / ``colorize.json`` the model checkpoint for ``pyfill export``
+    (EMA weights) and validation PSNR / SSIM of the fills against the colour crops.
     """
     return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
-    out = Path(config["out"])
-    H.seed_everything(int(config["seed"]))
+    seed = int(config["seed"])
+    H.seed_everything(seed)
     net = build_model("colorize", config["model"]).to(ctx.device)
     manifest = make_manifest("colorize", config["model"])
     data_cfg = config["data"]
-    images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]),
-                      int(data_cfg["crop"]))
+    crop = int(data_cfg["crop"])
+    images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]), crop)
+    held_out = ImageSet(data_cfg["val_folders"], (), int(data_cfg["max_side"]), crop) if data_cfg["val_folders"] \
+        else images
+    batch = H.process_batch(config, ctx)
     schedule = make_schedule(net, config, ctx)
-    modules = {"model": net, **schedule.extra_modules()}
-    optimizers = {"g": schedule.opt_g, "d": schedule.opt_d}
-    meta, log = H.start_run(out, modules, optimizers, LOSS_FIELDS, resume, ctx)
-    if "schedule" in meta:
-        schedule.load_state_dict(meta["schedule"])
-    start = int(meta["step"])
 
-    def save(step: int) -> None:
-        if ctx.main:
-            H.save_training_state(out, modules, optimizers,
-                                  {"step": step, "schedule": schedule.state_dict(), "config": config})
+    def validate() -> dict[str, float]:
+        psnrs, ssims = [], []
+        for k in range(int(config["val_batches"])):
+            rgb = held_out.random_crops(batch, crop, H.validation_generator(seed, k)).to(ctx.device)
+            fill, _ = colorized(net, rgb)
+            psnrs.append(H.psnr(fill, rgb))
+            ssims.append(H.ssim(fill, rgb))
+        return {"psnr": float(torch.cat(psnrs).mean()), "ssim": float(torch.cat(ssims).mean())}
 
-    max_steps = int(config["max_steps"])
-    began = time.perf_counter()
-    step = start
-    with H.progress(max_steps, start, ctx.main) as bar:
-        while step < max_steps and not schedule.done:
-            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
-            rgb = images.random_crops(int(data_cfg["batch"]), int(data_cfg["crop"]), gen).to(ctx.device)
-            with H.autocast(ctx, bool(config["amp"])):
-                logs = schedule.step(rgb)
-            step += 1
-            if log is not None and step % int(config["log_every"]) == 0:
-                log.write(step, logs)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss_g", "loss_d")})
-            if step % int(config["checkpoint_every"]) == 0:
-                save(step)
-            if ctx.main and config["sample_every"] and step % int(config["sample_every"]) == 0:
-                H.save_image_grid(sample_rows(net, rgb), out / f"samples_{step:06d}.png")
-    seconds = time.perf_counter() - began
-    save(step)
-    if ctx.main:
-        save_checkpoint(net.cpu(), manifest, out / "colorize")
-        H.plot_losses(out / "log.csv", out / "losses.png", ("loss_g", "loss_d"))
-    return {"out": str(out), "steps": step, "seconds": seconds, "skipped": images.skipped,
-            "ended": getattr(schedule, "ended", {}), "model": net}
+    task = H.Task(
+        name="colorize", modules={"model": net, **schedule.extra_modules()},
+        optimizers={"g": schedule.opt_g, "d": schedule.opt_d}, lr_keys={"g": "lr_g", "d": "lr_d"},
+        updater=schedule.updater, batches=lambda step, gen: images.random_crops(batch, crop, gen),
+        step=lambda step, rgb: schedule.step(rgb), fields=LOSS_FIELDS, plot_fields=("loss_g", "loss_d"),
+        export_module=net, manifest=manifest, ema_target=net.generator, validate=validate, metric="psnr",
+        val_fields=("psnr", "ssim"), sample=lambda rgb, path: H.save_image_grid(sample_rows(net, rgb), path),
+        state=schedule.state_dict, load_state=schedule.load_state_dict, done=lambda: schedule.done,
+        data=images.manifest(),
+        result=lambda: {"skipped": images.skipped, "ended": getattr(schedule, "ended", {}), "model": net})
+    return H.train_loop(task, config, resume, ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

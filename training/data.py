@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+from pyfill.images import IMAGE_SUFFIXES  # one list of image suffixes for the package and training
 
 # Colour photographs that scikit-image installs with the package itself (no download needed).
 PACKAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -68,8 +68,7 @@ def shrink(img: np.ndarray, max_side: int) -> np.ndarray:
         return img
     from PIL import Image
 
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = _shrunk_size(w, h, max_side)
     channels = [np.asarray(Image.fromarray(img[..., c]).resize(size, Image.Resampling.BOX)) for c in range(3)]
     return np.stack(channels, axis=-1).astype(np.float32)
 
@@ -84,59 +83,141 @@ def package_image(name: str) -> np.ndarray:
     return to_rgb_float(arr[0] if isinstance(arr, tuple) else arr)
 
 
+def _shrunk_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) after :func:`shrink` to ``max_side``."""
+    if max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode_shrunk(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
+    """Decode an image file and shrink it (area filter) to ``size`` = (width, height), the size
+    :func:`shrink` gives it -> float32 (H, W, 3) in [0, 1]. Large JPEGs are decoded at a reduced
+    DCT scale first (never below ``size``)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG" and im.size != size:
+                im.draft("RGB", size)
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L"):
+                arr = np.asarray(im).astype(np.uint16)
+            else:
+                arr = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
+    except Exception as exc:
+        raise ValueError(f"{path}: unreadable image ({exc})") from exc
+    img = to_rgb_float(arr)
+    if (img.shape[1], img.shape[0]) == tuple(size):
+        return img
+    channels = [np.asarray(Image.fromarray(img[..., c]).resize(size, Image.Resampling.BOX)) for c in range(3)]
+    return np.stack(channels, axis=-1).astype(np.float32)
+
+
+class _LazyImages(Sequence):
+    """``images[i]`` decodes image ``i`` of an :class:`ImageSet` on demand."""
+
+    def __init__(self, owner: ImageSet) -> None:
+        self.owner = owner
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self.owner.image(index % len(self))
+
+
 class ImageSet:
-    """Colour training images held in memory as float32 (H, W, 3) in [0, 1].
+    """Colour training images, streamed: the folders are scanned once (file headers only) and an
+    image is decoded when a crop of it is drawn, so memory does not grow with the number of files.
 
     Built from folders (every readable image file; unreadable ones are skipped with a warning
-    and counted in ``skipped``) and from :data:`PACKAGE_IMAGES` names. Images are shrunk to
-    ``max_side`` and must be at least ``min_side`` on both sides (smaller ones are skipped and
-    counted too).
+    and counted in ``skipped``) and from :data:`PACKAGE_IMAGES` names (at most eight photos, kept
+    in memory). Images are shrunk (area filter) to ``max_side`` and must be at
+    least ``min_side`` on both sides after that (smaller ones are skipped and counted too).
+    ``images[i]`` gives image ``i`` as float32 (H, W, 3) in [0, 1].
     """
 
     def __init__(self, folders: Sequence[str | os.PathLike[str]] = (), package: Sequence[str] = (),
                  max_side: int = 256, min_side: int = 32) -> None:
-        self.images: list[np.ndarray] = []
+        from PIL import Image
+
+        self.max_side, self.min_side = int(max_side), int(min_side)
+        self.sources: list[str] = []
+        self.sizes: list[tuple[int, int]] = []
         self.names: list[str] = []
         self.skipped: list[str] = []
+        self.files: list[tuple[str, int]] = []  # (name relative to its folder, bytes) for the data manifest
+        self._package: dict[str, np.ndarray] = {}
         for folder in folders:
             for path in list_images(folder):
                 try:
-                    img = load_image_file(path)
-                except ValueError as exc:
-                    warnings.warn(f"skipping {exc}", stacklevel=2)
+                    with Image.open(path) as im:
+                        width, height = im.size
+                except Exception as exc:
+                    warnings.warn(f"skipping {path}: unreadable image ({exc})", stacklevel=2)
                     self.skipped.append(str(path))
                     continue
-                self._add(img, str(path), max_side, min_side)
+                if self._add(str(path), str(path), (width, height)):
+                    self.files.append((str(path.relative_to(folder)), path.stat().st_size))
         for name in package:
-            self._add(package_image(name), name, max_side, min_side)
-        if not self.images:
+            img = shrink(package_image(name), self.max_side)
+            if self._add(f"package:{name}", name, (img.shape[1], img.shape[0])):
+                self._package[name] = img
+        self.package = [n for n in package if n in self._package]
+        if not self.sources:
             raise ValueError(f"no usable training images (skipped {len(self.skipped)})")
+        self.images: Sequence[np.ndarray] = _LazyImages(self)
 
-    def _add(self, img: np.ndarray, name: str, max_side: int, min_side: int) -> None:
-        img = shrink(img, max_side)
-        if min(img.shape[:2]) < min_side:
-            warnings.warn(f"skipping {name}: smaller than {min_side} pixels", stacklevel=3)
+    def _add(self, source: str, name: str, size: tuple[int, int]) -> bool:
+        width, height = _shrunk_size(*size, self.max_side)
+        if min(width, height) < self.min_side:
+            warnings.warn(f"skipping {name}: smaller than {self.min_side} pixels", stacklevel=3)
             self.skipped.append(name)
-            return
-        self.images.append(img)
+            return False
+        self.sources.append(source)
+        self.sizes.append((height, width))
         self.names.append(name)
+        return True
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.sources)
+
+    def image(self, index: int) -> np.ndarray:
+        """Image ``index`` decoded and shrunk: float32 (H, W, 3) in [0, 1]."""
+        source = self.sources[index]
+        if source.startswith("package:"):
+            return self._package[source[len("package:"):]]
+        h, w = self.sizes[index]
+        return _decode_shrunk(source, (w, h))
+
+    def manifest(self) -> dict[str, object]:
+        """What the set holds, for provenance: file count and hash (see
+        :func:`training.harness.data_manifest`), package images, sizes and the skipped count."""
+        from training.harness import data_manifest
+
+        return data_manifest(self.files, {"package_images": self.package, "max_side": self.max_side,
+                                          "skipped": len(self.skipped)})
 
     def random_crops(self, batch: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """``batch`` random ``size`` x ``size`` crops (random image, position, horizontal flip)
-        -> float32 (batch, 3, size, size) in [0, 1]. Deterministic for a given ``generator``."""
+        -> float32 (batch, 3, size, size) in [0, 1]. Deterministic for a given ``generator``;
+        each image is decoded when drawn."""
         out = torch.empty(batch, 3, size, size)
         for i in range(batch):
-            img = self.images[int(torch.randint(len(self.images), (1,), generator=generator))]
-            h, w = img.shape[:2]
+            index = int(torch.randint(len(self), (1,), generator=generator))
+            h, w = self.sizes[index]
             if min(h, w) < size:
                 raise ValueError(f"crop size {size} exceeds an image of {h} x {w}; lower the crop size")
             y = int(torch.randint(h - size + 1, (1,), generator=generator))
             x = int(torch.randint(w - size + 1, (1,), generator=generator))
+            flip = bool(torch.rand((), generator=generator) < 0.5)
+            img = self.image(index)
             crop = torch.from_numpy(np.ascontiguousarray(img[y : y + size, x : x + size])).permute(2, 0, 1)
-            out[i] = crop.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else crop
+            out[i] = crop.flip(-1) if flip else crop
         return out
 
 

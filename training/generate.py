@@ -30,14 +30,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyfill.export import save_checkpoint
 from pyfill.models import build_model, full_config, make_manifest
 from pyfill.models.spade import MultiScaleDiscriminator
 from pyfill.ops import stroke_grid_from_image, stroke_grid_latent
 from training import harness as H
 from training.data import LabelledImageSet
 
-DEFAULTS: dict[str, Any] = {
+DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "seed": 0,
     "device": "auto",
     "amp": True,
@@ -53,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "log_every": 1,
     "checkpoint_every": 500,
     "sample_every": 1000,
-}
+})
 
 LOSS_FIELDS = ("loss_g", "loss_d", "adv_g", "fm", "l1")
 
@@ -94,13 +93,12 @@ def make_inputs(images: np.ndarray, labels: np.ndarray, classes: int, drop: floa
     return seg.to(device), torch.from_numpy(latent).to(device), real.to(device)
 
 
-def set_frozen(module: nn.Module, frozen: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(not frozen)
+set_frozen = H.set_frozen
 
 
 class Trainer:
-    """The G and D modules, their Adam optimizers (betas (0, 0.999)) and one training step."""
+    """The G and D modules, their Adam optimizers (betas (0, 0.999)), the
+    :class:`training.harness.Updater` they step through, and one training step."""
 
     def __init__(self, config: dict[str, Any], classes: int, ctx: H.DistContext) -> None:
         self.config, self.ctx = config, ctx
@@ -109,33 +107,34 @@ class Trainer:
         self.g_train, self.d_train = ctx.wrap(self.generator), ctx.wrap(self.discriminator)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config["lr_g"], betas=(0.0, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config["lr_d"], betas=(0.0, 0.999))
+        self.updater = H.Updater({"g": self.opt_g, "d": self.opt_d}, ctx, config)
 
     def step(self, seg: torch.Tensor, latent: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-        with torch.no_grad():
-            fake = self.generator(seg, latent)
-        n = len(real)
-        logits = [f[-1] for f in self.d_train(torch.cat([seg, seg]), torch.cat([real, fake]))]
-        loss_d = hinge_d([x[:n] for x in logits], [x[n:] for x in logits])
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        def d_loss(part: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
+            s, z, x = part
+            with torch.no_grad():
+                fake = self.generator(s, z)
+            logits = [f[-1].float() for f in self.d_train(torch.cat([s, s]), torch.cat([x, fake]))]
+            loss = hinge_d([y[: len(x)] for y in logits], [y[len(x):] for y in logits])
+            return loss, {"loss_d": loss.detach()}
 
+        def g_loss(part: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
+            s, z, x = part
+            fake = self.g_train(s, z)
+            d_fake = self.discriminator(s, fake)
+            with torch.no_grad():
+                d_real = self.discriminator(s, x)
+            adv = hinge_g([f[-1].float() for f in d_fake])
+            fm = feature_matching(d_fake, d_real).float()
+            l1 = F.l1_loss(fake.float(), x)
+            loss = adv + self.config["fm_weight"] * fm + self.config["l1_weight"] * l1
+            return loss, {"loss_g": loss.detach(), "adv_g": adv.detach(), "fm": fm.detach(), "l1": l1.detach()}
+
+        logs = self.updater.update("d", (seg, latent, real), d_loss)
         set_frozen(self.discriminator, True)
-        fake = self.g_train(seg, latent)
-        d_fake = self.discriminator(seg, fake)
-        with torch.no_grad():
-            d_real = self.discriminator(seg, real)
-        adv = hinge_g([f[-1] for f in d_fake])
-        fm = feature_matching(d_fake, d_real)
-        l1 = F.l1_loss(fake, real)
-        loss_g = adv + self.config["fm_weight"] * fm + self.config["l1_weight"] * l1
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        logs.update(self.updater.update("g", (seg, latent, real), g_loss))
         set_frozen(self.discriminator, False)
-        m = self.ctx.mean
-        return {"loss_g": m(loss_g.item()), "loss_d": m(loss_d.item()), "adv_g": m(adv.item()),
-                "fm": m(fm.item()), "l1": m(l1.item())}
+        return {k: self.ctx.mean(v) for k, v in logs.items()}
 
 
 def load_data(config: dict[str, Any]) -> LabelledImageSet:
@@ -147,6 +146,14 @@ def load_data(config: dict[str, Any]) -> LabelledImageSet:
             raise ValueError("data.source is 'folder' but data.folder is empty")
         return LabelledImageSet.from_folder(data["folder"], size)
     raise ValueError(f"data.source must be 'landscapes' or 'folder', got {data['source']!r}")
+
+
+def data_files(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """(name under the folder, bytes) of a folder source's files, for the data manifest."""
+    if config["data"]["source"] != "folder":
+        return []
+    root = Path(config["data"]["folder"])
+    return [(str(p.relative_to(root)), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()]
 
 
 def sample_rows(generator: nn.Module, seg: torch.Tensor, latent: torch.Tensor, real: torch.Tensor,
@@ -166,19 +173,20 @@ def sample_rows(generator: nn.Module, seg: torch.Tensor, latent: torch.Tensor, r
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
-    """Run a training; returns {"out", "steps", "seconds", "data_seconds", "model"} (``model``: the
-    trained generator).
+    """Run a training; returns :func:`training.harness.train_loop`'s result plus "data_seconds"
+    and "model" (the trained generator, raw weights).
 
-    Writes to ``config["out"]``: ``state.safetensors`` / ``state.json`` (resumable state),
-    ``generate.safetensors`` / ``generate.json`` (the generator checkpoint for ``pyfill export``),
-    ``log.csv``, ``losses.png`` and ``samples_<step>.png``.
+    Writes to ``config["out"]`` what :func:`training.harness.train_loop` writes, with
+    ``generate.safetensors`` / ``generate.json`` the generator checkpoint for ``pyfill export``
+    (EMA weights) and the validation L1 distance and PSNR of generated images (from the full
+    stroke grid) to the real ones.
     """
     return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
-    out = Path(config["out"])
-    H.seed_everything(int(config["seed"]))
+    seed = int(config["seed"])
+    H.seed_everything(seed)
     began = time.perf_counter()
     data = load_data(config)
     data_seconds = time.perf_counter() - began
@@ -187,44 +195,38 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     model_config = full_config("spade", {**config["model"], "classes": classes, "class_names": data.names,
                                          "palette": data.colours})
     manifest = make_manifest("spade", model_config, task="generate")
-    modules = {"generator": trainer.generator, "discriminator": trainer.discriminator}
-    optimizers = {"g": trainer.opt_g, "d": trainer.opt_d}
-    meta, log = H.start_run(out, modules, optimizers, LOSS_FIELDS, resume, ctx)
-    start = int(meta["step"])
     palette = np.asarray(data.colours or [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(classes)],
                          np.uint8)
+    batch, drop, empty_share = H.process_batch(config, ctx), float(config["data"]["drop"]), \
+        float(config["data"]["empty_latent"])
 
-    def save(step: int) -> None:
-        if ctx.main:
-            H.save_training_state(out, modules, optimizers, {"step": step, "config": config})
+    def batches(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, labels = data.batch(batch, gen)
+        latent_seed = int(torch.randint(2**62, (1,), generator=gen))
+        empty = (torch.rand(batch, generator=gen) < empty_share).numpy()
+        return make_inputs(images, labels, classes, drop, latent_seed, torch.device("cpu"), empty)
 
-    max_steps, batch = int(config["max_steps"]), int(config["data"]["batch"])
-    step = start
-    with H.progress(max_steps, start, ctx.main) as bar:
-        while step < max_steps:
-            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
-            images, labels = data.batch(batch, gen)
-            seed = int(torch.randint(2**62, (1,), generator=gen))
-            empty = (torch.rand(batch, generator=gen) < float(config["data"]["empty_latent"])).numpy()
-            seg, latent, real = make_inputs(images, labels, classes, float(config["data"]["drop"]), seed, ctx.device, empty)
-            with H.autocast(ctx, bool(config["amp"])):
-                logs = trainer.step(seg, latent, real)
-            step += 1
-            if log is not None and step % int(config["log_every"]) == 0:
-                log.write(step, logs)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss_g", "loss_d", "fm")})
-            if step % int(config["checkpoint_every"]) == 0:
-                save(step)
-            if ctx.main and config["sample_every"] and step % int(config["sample_every"]) == 0:
-                H.save_image_grid(sample_rows(trainer.generator, seg, latent, real, palette), out / f"samples_{step:06d}.png")
-    seconds = time.perf_counter() - began
-    save(step)
-    if ctx.main:
-        save_checkpoint(trainer.generator.cpu(), manifest, out / "generate")
-        H.plot_losses(out / "log.csv", out / "losses.png", ("loss_g", "loss_d", "fm"))
-    return {"out": str(out), "steps": step, "seconds": seconds, "data_seconds": data_seconds,
-            "model": trainer.generator}
+    def validate() -> dict[str, float]:
+        l1s, psnrs = [], []
+        for k in range(int(config["val_batches"])):
+            images, labels = data.batch(batch, H.validation_generator(seed, k))
+            seg, latent, real = make_inputs(images, labels, classes, 0.0, k, ctx.device)
+            fake = trainer.generator(seg, latent).float()
+            l1s.append((fake - real).abs().flatten(1).mean(1))
+            psnrs.append(H.psnr((fake + 1) / 2, (real + 1) / 2))
+        return {"l1": float(torch.cat(l1s).mean()), "psnr": float(torch.cat(psnrs).mean())}
+
+    task = H.Task(
+        name="generate", modules={"generator": trainer.generator, "discriminator": trainer.discriminator},
+        optimizers={"g": trainer.opt_g, "d": trainer.opt_d}, lr_keys={"g": "lr_g", "d": "lr_d"},
+        updater=trainer.updater, batches=batches, step=lambda step, b: trainer.step(*b), fields=LOSS_FIELDS,
+        plot_fields=("loss_g", "loss_d", "fm"), export_module=trainer.generator, manifest=manifest,
+        ema_target=trainer.generator, validate=validate, metric="l1", mode="min", val_fields=("l1", "psnr"),
+        sample=lambda b, path: H.save_image_grid(sample_rows(trainer.generator, *b, palette), path),
+        data=H.data_manifest(data_files(config), {"source": config["data"]["source"], "count": len(data),
+                                                  "classes": data.names}),
+        result=lambda: {"data_seconds": data_seconds, "model": trainer.generator})
+    return H.train_loop(task, config, resume, ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,14 @@ import torch
 from torch.nn import functional as F
 
 from pyfill.degrade import Pipeline
-from pyfill.export import load_checkpoint, save_checkpoint
+from pyfill.export import load_checkpoint
 from pyfill.models import build_model, make_manifest
 from pyfill.models.restore import QUALITY_CLASSES, QualityNet, quality_class, quality_score
 from training import harness as H
 from training.data import ImageSet, shrink
 from training.restore_data import degrade, quality_of_strength, strength_overrides
 
-DEFAULTS: dict[str, Any] = {
+DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "seed": 0,
     "device": "auto",
     "threads": 0,
@@ -51,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "max_steps": 600,
     "log_every": 1,
     "checkpoint_every": 200,
-}
+})
 
 
 def class_index(score: float) -> int:
@@ -81,6 +80,9 @@ class SelfLabelled:
             labels[i] = class_index(quality_of_strength(t))
         return out, labels
 
+    def manifest(self) -> dict[str, Any]:
+        return {**self.images.manifest(), "mode": "self", "clean_share": self.clean_share}
+
 
 class Labelled:
     """Batches from a folder with one sub-folder per class (``poor``, ``medium``, ``good``)."""
@@ -100,6 +102,10 @@ class Labelled:
         images = torch.cat([self.sets[int(c)].random_crops(1, crop, gen) for c in labels])
         return images, labels
 
+    def manifest(self) -> dict[str, Any]:
+        files = [(f"{c}/{name}", size) for c, image_set in zip(QUALITY_CLASSES, self.sets) for name, size in image_set.files]
+        return H.data_manifest(files, {"mode": "labelled", "skipped": len(self.skipped)})
+
 
 def make_source(config: dict[str, Any]) -> SelfLabelled | Labelled:
     data = config["data"]
@@ -114,50 +120,53 @@ def make_source(config: dict[str, Any]) -> SelfLabelled | Labelled:
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
-    """Train the classifier; returns {"out", "steps", "seconds", "accuracy", "model"} (``accuracy``:
-    over the last 50 logged batches, measured before each step's update)."""
+    """Train the classifier; returns :func:`training.harness.train_loop`'s result plus
+    "accuracy" (over the last 50 batches, measured before each step's update) and "model".
+    Validation: accuracy and cross-entropy on fixed batches (the task's metric: accuracy)."""
     if int(config["threads"]) > 0:
         torch.set_num_threads(int(config["threads"]))
     return H.run_distributed(_train, config, resume)
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
-    out = Path(config["out"])
-    H.seed_everything(int(config["seed"]))
+    seed = int(config["seed"])
+    H.seed_everything(seed)
     net = build_model("quality", config["model"]).to(ctx.device)
     source = make_source(config)
     model = ctx.wrap(net)
     opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
-    meta, log = H.start_run(out, {"model": net}, {"opt": opt}, ("loss", "accuracy"), resume, ctx)
-    start = int(meta["step"])
-    data = config["data"]
-    began, step, recent = time.perf_counter(), start, []
-    with H.progress(int(config["max_steps"]), start, ctx.main) as bar:
-        while step < int(config["max_steps"]):
-            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
-            images, labels = source.batch(int(data["batch"]), int(data["crop"]), gen)
-            logits = model(images.to(ctx.device))
-            loss = F.cross_entropy(logits, labels.to(ctx.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            logs = {"loss": ctx.mean(loss.item()),
-                    "accuracy": ctx.mean(float((logits.argmax(1).cpu() == labels).float().mean()))}
-            recent = (recent + [logs["accuracy"]])[-50:]
-            if log is not None and step % int(config["log_every"]) == 0:
-                log.write(step, logs)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
-            if ctx.main and step % int(config["checkpoint_every"]) == 0:
-                H.save_training_state(out, {"model": net}, {"opt": opt}, {"step": step, "config": config})
-    seconds = time.perf_counter() - began
-    if ctx.main:
-        H.save_training_state(out, {"model": net}, {"opt": opt}, {"step": step, "config": config})
-        save_checkpoint(net.cpu(), make_manifest("quality", config["model"]), out / "quality")
-        H.plot_losses(out / "log.csv", out / "losses.png", ("loss",))
-    return {"out": str(out), "steps": step, "seconds": seconds,
-            "accuracy": float(np.mean(recent)) if recent else float("nan"), "model": net}
+    updater = H.Updater({"opt": opt}, ctx, config)
+    batch, crop = H.process_batch(config, ctx), int(config["data"]["crop"])
+    recent: list[float] = []
+
+    def step(index: int, data: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+        def loss_fn(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            images, labels = part
+            logits = model(images).float()
+            loss = F.cross_entropy(logits, labels)
+            return loss, {"loss": loss.detach(), "accuracy": (logits.detach().argmax(1) == labels).float().mean()}
+
+        logs = {k: ctx.mean(v) for k, v in updater.update("opt", data, loss_fn).items()}
+        recent[:] = (recent + [logs["accuracy"]])[-50:]
+        return logs
+
+    def validate() -> dict[str, float]:
+        correct, total, loss = 0.0, 0, 0.0
+        for k in range(int(config["val_batches"])):
+            images, labels = source.batch(batch, crop, H.validation_generator(seed, k))
+            logits = net(images.to(ctx.device)).float().cpu()
+            correct += float((logits.argmax(1) == labels).sum())
+            loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+            total += len(labels)
+        return {"accuracy": correct / total, "loss": loss / total}
+
+    task = H.Task(
+        name="quality", modules={"model": net}, optimizers={"opt": opt}, lr_keys={"opt": "lr"}, updater=updater,
+        batches=lambda index, gen: source.batch(batch, crop, gen), step=step, fields=("loss", "accuracy"),
+        plot_fields=("loss",), export_module=net, manifest=make_manifest("quality", config["model"]),
+        validate=validate, metric="accuracy", val_fields=("accuracy", "loss"), data=source.manifest(),
+        result=lambda: {"accuracy": float(np.mean(recent)) if recent else float("nan"), "model": net})
+    return H.train_loop(task, config, resume, ctx)
 
 
 def load_classifier(path: str | os.PathLike[str]) -> QualityNet:

@@ -16,24 +16,20 @@ Two phases:
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from pyfill.degrade import Pipeline
-from pyfill.export import save_checkpoint
 from pyfill.models import build_model, make_manifest
 from pyfill.models.restore import Restorer
 from training import harness as H
 from training.data import ImageSet
 from training.restore_data import degrade
 
-DEFAULTS: dict[str, Any] = {
+DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "seed": 0,
     "device": "auto",
     "amp": True,
@@ -42,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"base": 32, "depth": 4, "disc_base": 32, "disc_layers": 3},
     "data": {"folders": [], "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field",
                                                "retina", "stereo_motorcycle"],
-             "max_side": 1024, "crop": 256, "batch": 8, "preset": "seed", "degrade": {}},
+             "max_side": 1024, "crop": 256, "batch": 8, "preset": "seed", "degrade": {}, "val_folders": []},
     "lr_g": 2e-4,
     "lr_d": 2e-4,
     "k1": 1.0,
@@ -52,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "log_every": 1,
     "checkpoint_every": 500,
     "sample_every": 1000,
-}
+})
 
 LOSS_FIELDS = ("loss_g", "loss_d", "l1", "l_gan", "phase")
 
@@ -78,16 +74,15 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
                   + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
 
 
-def set_frozen(module: nn.Module, frozen: bool) -> None:
-    for p in module.parameters():
-        p.requires_grad_(not frozen)
+set_frozen = H.set_frozen
 
 
 class JointTrainer:
     """D pre-training then joint G/D steps over (degraded, clean) batches (N, 3, H, W) in [0, 1].
 
     ``g_train`` / ``d_train`` are the modules that take gradient steps (DDP-wrapped in a
-    distributed run); ``net.discriminator`` serves the frozen use in the G step.
+    distributed run); ``net.discriminator`` serves the frozen use in the G step. Optimizer steps
+    go through ``updater`` (:class:`training.harness.Updater`).
     """
 
     def __init__(self, net: Restorer, config: dict[str, Any], ctx: H.DistContext) -> None:
@@ -100,40 +95,45 @@ class JointTrainer:
         self.g_train, self.d_train = ctx.wrap(net.generator), ctx.wrap(net.discriminator)
         self.opt_g = torch.optim.Adam(net.generator.parameters(), lr=config["lr_g"], betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(net.discriminator.parameters(), lr=config["lr_d"], betas=(0.5, 0.999))
+        self.updater = H.Updater({"g": self.opt_g, "d": self.opt_d}, ctx, config)
+
+    def mean(self, logs: dict[str, float]) -> dict[str, float]:
+        return {k: self.ctx.mean(v) for k, v in logs.items()}
 
     def pretrain_step(self, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
         """One D step: clean -> real; degraded and G(degraded) -> fake. G is not changed."""
-        with torch.no_grad():
-            generated = self.net.generator(degraded)
-        logits = self.d_train(torch.cat([clean, degraded, generated]))
-        n = len(clean)
-        loss = discriminator_loss(logits[:n], logits[n:])
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        return {"loss_d": self.ctx.mean(loss.item()), "phase": 1.0}
+        def loss_fn(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            x, y = part
+            with torch.no_grad():
+                generated = self.net.generator(x)
+            logits = self.d_train(torch.cat([y, x, generated])).float()
+            loss = discriminator_loss(logits[: len(y)], logits[len(y):])
+            return loss, {"loss_d": loss.detach()}
+
+        return {**self.mean(self.updater.update("d", (degraded, clean), loss_fn)), "phase": 1.0}
 
     def joint_step(self, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
         """One D step (clean -> real, G(x) -> fake), then one G step on the joint loss with D frozen."""
-        with torch.no_grad():
-            generated = self.net.generator(degraded)
-        logits = self.d_train(torch.cat([clean, generated]))
-        loss_d = discriminator_loss(logits[: len(clean)], logits[len(clean):])
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        def d_loss(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            x, y = part
+            with torch.no_grad():
+                generated = self.net.generator(x)
+            logits = self.d_train(torch.cat([y, generated])).float()
+            loss = discriminator_loss(logits[: len(y)], logits[len(y):])
+            return loss, {"loss_d": loss.detach()}
 
-        d = self.net.discriminator
-        set_frozen(d, True)
-        restored = self.g_train(degraded)
-        loss_g, l1, l_gan = joint_loss(restored, clean, d(restored), float(self.config["k1"]), float(self.config["k2"]))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        set_frozen(d, False)
-        m = self.ctx.mean
-        return {"loss_g": m(loss_g.item()), "loss_d": m(loss_d.item()), "l1": m(l1.item()),
-                "l_gan": m(l_gan.item()), "phase": 2.0}
+        def g_loss(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            x, y = part
+            restored = self.g_train(x)
+            loss, l1, l_gan = joint_loss(restored.float(), y, self.net.discriminator(restored).float(),
+                                         float(self.config["k1"]), float(self.config["k2"]))
+            return loss, {"loss_g": loss.detach(), "l1": l1.detach(), "l_gan": l_gan.detach()}
+
+        logs = self.updater.update("d", (degraded, clean), d_loss)
+        set_frozen(self.net.discriminator, True)
+        logs.update(self.updater.update("g", (degraded, clean), g_loss))
+        set_frozen(self.net.discriminator, False)
+        return {**self.mean(logs), "phase": 2.0}
 
     def step(self, step: int, degraded: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
         """Training step number ``step`` (0-based): pre-training while step < d_pretrain_steps."""
@@ -161,12 +161,13 @@ def sample_rows(net: Restorer, degraded: torch.Tensor, clean: torch.Tensor, coun
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
-    """Run a training; returns {"out", "steps", "seconds", "skipped", "model"} (``model``: the
-    trained :class:`Restorer`).
+    """Run a training; returns :func:`training.harness.train_loop`'s result plus "skipped" and
+    "model" (the trained :class:`Restorer`, raw weights).
 
-    Writes to ``config["out"]``: ``state.safetensors`` / ``state.json`` (resumable state),
-    ``restore.safetensors`` / ``restore.json`` (the checkpoint for ``pyfill export``),
-    ``log.csv``, ``losses.png`` and ``samples_<step>.png``.
+    Writes to ``config["out"]`` what :func:`training.harness.train_loop` writes, with
+    ``restore.safetensors`` / ``restore.json`` the checkpoint for ``pyfill export`` (EMA
+    weights) and validation PSNR / SSIM of the restored crops against the clean ones (and of
+    the degraded inputs, for reference).
     """
     if int(config["threads"]) > 0:
         torch.set_num_threads(int(config["threads"]))
@@ -174,8 +175,8 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
 
 
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
-    out = Path(config["out"])
-    H.seed_everything(int(config["seed"]))
+    seed = int(config["seed"])
+    H.seed_everything(seed)
     net = build_model("restore", config["model"]).to(ctx.device)
     manifest = make_manifest("restore", config["model"])
     data_cfg = config["data"]
@@ -183,41 +184,39 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     if crop % int(manifest.size.multiple_of):
         raise ValueError(f"data.crop ({crop}) must be a multiple of {manifest.size.multiple_of} for this model")
     images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]), crop)
+    held_out = ImageSet(data_cfg["val_folders"], (), int(data_cfg["max_side"]), crop) if data_cfg["val_folders"] \
+        else images
+    batch = H.process_batch(config, ctx)
     trainer = JointTrainer(net, config, ctx)
-    modules = {"model": net}
-    optimizers = {"g": trainer.opt_g, "d": trainer.opt_d}
-    meta, log = H.start_run(out, modules, optimizers, LOSS_FIELDS, resume, ctx)
-    start = int(meta["step"])
 
-    def save(step: int) -> None:
-        if ctx.main:
-            H.save_training_state(out, modules, optimizers, {"step": step, "config": config})
+    def step(index: int, clean: torch.Tensor) -> dict[str, float]:
+        degraded = degrade(step_pipeline(config, index, ctx.rank), clean)
+        return trainer.step(index, degraded, clean)
 
-    max_steps = int(config["max_steps"])
-    began = time.perf_counter()
-    step = start
-    with H.progress(max_steps, start, ctx.main) as bar:
-        while step < max_steps:
-            gen = H.step_generator(int(config["seed"]), step, ctx.rank)
-            clean = images.random_crops(int(data_cfg["batch"]), crop, gen).to(ctx.device)
-            degraded = degrade(step_pipeline(config, step, ctx.rank), clean)
-            with H.autocast(ctx, bool(config["amp"])):
-                logs = trainer.step(step, degraded, clean)
-            step += 1
-            if log is not None and step % int(config["log_every"]) == 0:
-                log.write(step, logs)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("l1", "loss_d")})
-            if step % int(config["checkpoint_every"]) == 0:
-                save(step)
-            if ctx.main and config["sample_every"] and step % int(config["sample_every"]) == 0:
-                H.save_image_grid(sample_rows(net, degraded, clean), out / f"samples_{step:06d}.png")
-    seconds = time.perf_counter() - began
-    save(step)
-    if ctx.main:
-        save_checkpoint(net.cpu(), manifest, out / "restore")
-        H.plot_losses(out / "log.csv", out / "losses.png", ("loss_g", "loss_d", "l1"))
-    return {"out": str(out), "steps": step, "seconds": seconds, "skipped": images.skipped, "model": net}
+    def validate() -> dict[str, float]:
+        scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "psnr_input": []}
+        for k in range(int(config["val_batches"])):
+            clean = held_out.random_crops(batch, crop, H.validation_generator(seed, k)).to(ctx.device)
+            degraded = degrade(Pipeline(data_cfg["preset"], seed=k, **data_cfg["degrade"]), clean)
+            restored = net.generator(degraded).float()
+            scores["psnr"].append(H.psnr(restored, clean))
+            scores["ssim"].append(H.ssim(restored, clean))
+            scores["psnr_input"].append(H.psnr(degraded, clean))
+        return {k: float(torch.cat(v)[torch.cat(v).isfinite()].mean()) for k, v in scores.items()}
+
+    def sample(clean: torch.Tensor, path: Any) -> None:
+        degraded = degrade(Pipeline(data_cfg["preset"], seed=0, **data_cfg["degrade"]), clean)
+        H.save_image_grid(sample_rows(net, degraded, clean), path)
+
+    task = H.Task(
+        name="restore", modules={"model": net}, optimizers={"g": trainer.opt_g, "d": trainer.opt_d},
+        lr_keys={"g": "lr_g", "d": "lr_d"}, updater=trainer.updater,
+        batches=lambda index, gen: images.random_crops(batch, crop, gen), step=step, fields=LOSS_FIELDS,
+        plot_fields=("loss_g", "loss_d", "l1"), export_module=net, manifest=manifest, ema_target=net.generator,
+        validate=validate, metric="psnr", val_fields=("psnr", "ssim", "psnr_input"), sample=sample,
+        data={**images.manifest(), "preset": data_cfg["preset"], "degrade": data_cfg["degrade"]},
+        result=lambda: {"skipped": images.skipped, "model": net})
+    return H.train_loop(task, config, resume, ctx)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,12 @@ class Backend:
     name = "base"
     device = "cpu"
     precision = "fp32"
+    _max_batch: int | None = None
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch one run takes (a model exported with a fixed batch), None: any."""
+        return self._max_batch
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
@@ -71,6 +77,8 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.providers = self.session.get_providers()
         self.input_names = [i.name for i in self.session.get_inputs()]
+        batch = self.session.get_inputs()[0].shape[0] if self.session.get_inputs()[0].shape else None
+        self._max_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         return self.session.run(None, {k: feeds[k] for k in self.input_names})
@@ -102,6 +110,8 @@ class OpenVINOBackend(Backend):
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self._core, self._config = core, config
         self._dynamic = any(p.get_partial_shape().is_dynamic for p in self.model.inputs)
+        first = self.model.inputs[0].get_partial_shape()
+        self._max_batch = first[0].get_length() if first.rank.is_static and first[0].is_static else None
         self.static_shapes = static_shapes and self._dynamic
         self._static: OrderedDict[tuple, Any] = OrderedDict()  # input shapes -> compiled static model
         self._compile_lock = threading.Lock()
@@ -493,7 +503,8 @@ class TensorRTBackend(Backend):
         trt, cudart, ctx = self.trt, self.cudart, self.context
         on_device = any(self._torch_cuda(feeds[n]) for n in self.input_names)
         torch = sys.modules.get("torch") if on_device else None
-        stream = torch.cuda.current_stream().cuda_stream if torch is not None else self.stream
+        device = f"cuda:{self.gpu['index']}"
+        stream = torch.cuda.current_stream(device).cuda_stream if torch is not None else self.stream
         keep: list[Any] = []  # device tensors that must outlive the execution
         for name in self.input_names:
             dtype = _nptype(trt, self.engine.get_tensor_dtype(name))
@@ -502,8 +513,9 @@ class TensorRTBackend(Backend):
             if not ctx.set_input_shape(name, shape):
                 lo, _, hi = self.profile[name]
                 raise ProfileError(f"TensorRT refused shape {shape} for input '{name}' (profile {lo} .. {hi})")
-            if self._torch_cuda(x):
-                t = x.to(dtype=getattr(torch, dtype.name)).contiguous()
+            if torch is not None:  # device tensors in and out; host inputs copied by torch
+                t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+                t = t.to(device=device, dtype=getattr(torch, dtype.name)).contiguous()
                 keep.append(t)
                 ptr = t.data_ptr() if t.numel() else self._device_buffers[name].at_least(0)
             else:
@@ -524,7 +536,7 @@ class TensorRTBackend(Backend):
                 raise ProfileError(f"TensorRT left output '{name}' with an unresolved shape {shape}")
             dtype = _nptype(trt, self.engine.get_tensor_dtype(name))
             if torch is not None:
-                t = torch.empty(shape, dtype=getattr(torch, dtype.name), device=f"cuda:{self.gpu['index']}")
+                t = torch.empty(shape, dtype=getattr(torch, dtype.name), device=device)
                 keep.append(t)
                 ptr = t.data_ptr() if t.numel() else self._device_buffers[name].at_least(0)
                 outs.append(t)

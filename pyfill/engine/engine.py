@@ -319,6 +319,14 @@ class Engine:
         return names
 
     # ---- running ---------------------------------------------------------------------------
+    def stream(self, frames: Any, batch: int = 4, **options: Any) -> Any:
+        """Run a stream of RGB uint8 (H, W, 3) frames the caller owns (a camera, a generator),
+        pipelined in batches: reading, inference and the caller's loop overlap, order is kept.
+        Returns an iterator of results; ``options`` as :func:`pyfill.video.stream`."""
+        from pyfill.video import stream
+
+        return stream(self, frames, batch=batch, **options)
+
     def __call__(self, image: Any = None, /, **inputs: Any) -> Any:
         results = self.run(image, **inputs)
         outs = self.manifest.outputs
@@ -375,7 +383,7 @@ class Engine:
         kind = None
         size = None
         derived: list[TensorSpec] = []
-        keep_torch = self.backend.name == "torch"
+        keep_torch = self.backend.name in ("torch", "tensorrt")  # CUDA tensors stay on the device
         for spec in self.manifest.inputs:
             label = f"{spec.name}[{index}]"
             value = item.get(spec.name)
@@ -415,8 +423,8 @@ class Engine:
 
     def _placement(self, size: tuple[int, int] | None) -> Placement | None:
         fixed = self.manifest.size.fixed
-        if size is None or not fixed:
-            return None
+        if size is None or not fixed or self.manifest.size.resize == "pad":
+            return None  # "pad" runs the spatial path: padded up to the fixed size, tiled beyond it
         return Placement.for_size(size[0], size[1], fixed, self.manifest.size.resize)
 
     def _run_group(self, group: list[dict[str, Any]], force_tile: int | None) -> list[Result]:
@@ -468,7 +476,18 @@ class Engine:
         spatial = [s.name for s in self.manifest.inputs if s.spatial]
         size = self.manifest.size
         m = size.multiple_of
-        tile = self._tile_for(h, w, force_tile)
+        tile, overlap = self._tile_for(h, w, force_tile), self.tile_overlap
+        # The largest window the runtime takes: a fixed size, or a TensorRT profile's maximum.
+        limit_hw = size.fixed or getattr(self.backend, "max_spatial", None)
+        if limit_hw and (h > limit_hw[0] or w > limit_hw[1]):
+            limit = min(limit_hw)
+            if not self._may_tile:
+                raise ValueError(f"{self.path.name}: the runtime takes at most {limit} px per side here and the "
+                                 f"model does not tile; this input is {h} x {w}")
+            # Tiles whose windows (tile + context on both sides + alignment) fit the limit.
+            overlap = min(overlap, limit // 4)
+            fit = max(m, (limit - 2 * overlap - m) // m * m)
+            tile = min(tile, fit) if tile else fit
         if not tile and size.max_size is not None and max(h, w) > size.max_size:
             raise ValueError(f"{self.path.name}: the model takes at most {size.max_size} px per side and does not "
                              f"tile; this input is {h} x {w}")
@@ -476,7 +495,7 @@ class Engine:
         def run_padded(sp: dict[str, Any]) -> list[Any]:
             first = next(iter(sp.values()))
             th, tw = first.shape[-2:]
-            ph, pw = P.padded_size(th, tw, m, size.min_size)
+            ph, pw = size.fixed or P.padded_size(th, tw, m, size.min_size)
             reps = first.shape[0] // next(iter(feeds.values())).shape[0]  # tiles batched per item
             local = {k: v if reps == 1 else np.concatenate([v] * reps) for k, v in feeds.items() if k not in sp}
             for k, v in sp.items():
@@ -502,9 +521,14 @@ class Engine:
             parts = list(x.tensor_split(list(splits), dim=1)) if P.is_torch(x) else np.split(x, splits, axis=1)
             return run_padded(dict(zip(spatial, parts)))[0]
 
-        return [run_tiled(run_tile, stacked, tile, self.tile_overlap, m, progress=self.on_tile)]
+        return [run_tiled(run_tile, stacked, tile, overlap, m, progress=self.on_tile)]
 
     def _run_backend(self, feeds: dict[str, Any]) -> list[Any]:
+        cap = self.backend.max_batch
+        n = next(iter(feeds.values())).shape[0]
+        if cap is not None and n > cap:  # a fixed-batch export: run the batch in pieces
+            parts = [self._run_backend({k: v[i:i + cap] for k, v in feeds.items()}) for i in range(0, n, cap)]
+            return [np.concatenate(outs) for outs in zip(*parts)]
         if self._layout == "NHWC":
             feeds = {k: v.transpose(0, 2, 3, 1) if v.ndim == 4 else v for k, v in feeds.items()}
         outs = self.backend.run(feeds)

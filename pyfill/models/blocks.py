@@ -52,3 +52,48 @@ def patch_discriminator(cin: int, base: int, layers: int) -> nn.Sequential:
         cin = cout
     mods.append(nn.Conv2d(cin, 1, 3, 1, 1))
     return nn.Sequential(*mods)
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Parameter-free instance normalisation written with elementary ops, so that it exports to
+    ONNX with dynamic batch and channel counts."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    centred = x - mean
+    var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+    return centred / torch.sqrt(var + eps)
+
+
+class PatchGAN(nn.Module):
+    """The one PatchGAN discriminator of every family: :func:`patch_discriminator` layers in
+    ``net`` (N, cin, H, W) -> logits (N, 1, H / 2**layers, W / 2**layers), with parameter-free
+    instance normalisation after every convolution but the first when ``norm``.
+
+    Subclasses say how their inputs become the ``cin`` channels (:meth:`prepare`) and what
+    ``forward`` returns; :meth:`features` gives every layer's activations, the logits last.
+    """
+
+    def __init__(self, cin: int, base: int = 16, layers: int = 3, norm: bool = False) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"a PatchGAN needs layers >= 1, got {layers}")
+        self.net = patch_discriminator(cin, base, layers)
+        self.norm = norm
+
+    def prepare(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The network's input from ``forward``'s arguments (here: the one tensor as it is)."""
+        return inputs[0]
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each stride-2 layer's activations, then the logits, for the prepared input ``x``."""
+        mods = list(self.net)
+        feats = []
+        for i in range(0, len(mods) - 1, 2):
+            x = mods[i](x)
+            x = mods[i + 1](instance_norm(x) if self.norm and i > 0 else x)
+            feats.append(x)
+        feats.append(mods[-1](x))
+        return feats
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = self.prepare(*inputs)
+        return self.features(x)[-1] if self.norm else self.net(x)

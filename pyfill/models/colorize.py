@@ -21,7 +21,7 @@ from torch import nn
 
 from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
-from pyfill.models.blocks import UNetBody, patch_discriminator
+from pyfill.models.blocks import PatchGAN, UNetBody
 
 # sRGB (linear) -> XYZ, D65; and its inverse. Row 1 of RGB_TO_XYZ is the luminance Y.
 RGB_TO_XYZ = (
@@ -120,16 +120,15 @@ class Generator(UNetBody):
         return torch.tanh(self.head(self.features(l_norm)))
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(PatchGAN):
     """Conditional PatchGAN D: (normalised L (N, 1, H, W), ab / AB_SCALE (N, 2, H, W)) ->
     realness logits (N, 1, H / 2**layers, W / 2**layers), one per overlapping patch."""
 
     def __init__(self, base: int = 16, layers: int = 3) -> None:
-        super().__init__()
-        self.net = patch_discriminator(3, base, layers)
+        super().__init__(3, base, layers)
 
-    def forward(self, l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([l_norm, ab_norm], dim=1))
+    def prepare(self, l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.cat([l_norm, ab_norm], dim=1)
 
 
 def realness(logits: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 
 from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
-from pyfill.models.blocks import UNetBody, patch_discriminator
+from pyfill.models.blocks import PatchGAN, UNetBody
 
 QUALITY_CLASSES = ("poor", "medium", "good")
 #: The 0-100 quality scale: poor [0, 30), medium [30, 60), good [60, 100]; the score of a
@@ -44,17 +44,16 @@ class RestoreGenerator(UNetBody):
         return (image + self.head(self.features(image * 2.0 - 1.0))).clamp(0.0, 1.0)
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(PatchGAN):
     """PatchGAN D: sRGB (N, 3, H, W) in [0, 1] -> "real" logits (N, 1, H / 2**layers,
     W / 2**layers), one per overlapping patch (clean images are real; degraded and generated
     ones are fake)."""
 
     def __init__(self, base: int = 16, layers: int = 3) -> None:
-        super().__init__()
-        self.net = patch_discriminator(3, base, layers)
+        super().__init__(3, base, layers)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image * 2.0 - 1.0)
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return image * 2.0 - 1.0
 
 
 class Restorer(nn.Module):

@@ -17,15 +17,7 @@ from torch.nn import functional as F
 
 from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
-
-
-def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Parameter-free instance normalisation written with elementary ops, so that it exports to
-    ONNX with dynamic batch and channel counts."""
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    centred = x - mean
-    var = (centred * centred).mean(dim=(2, 3), keepdim=True)
-    return centred / torch.sqrt(var + eps)
+from pyfill.models.blocks import PatchGAN, instance_norm
 
 
 class SPADE(nn.Module):
@@ -96,34 +88,35 @@ class SPADEGenerator(nn.Module):
         return torch.tanh(self.head(F.leaky_relu(h, 0.2)))
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(PatchGAN):
     """A PatchGAN conditioned on the label map: (labels one-hot (N, classes, H, W), RGB (N, 3, H, W)
     in [-1, 1]) -> the features of every layer, the last one (N, 1, H', W') being the logits.
 
     ``layers`` stride-2 4 x 4 convolutions (widths ``base`` doubling, capped at 8 x ``base``) with
-    instance norm after the first, then a stride-1 convolution to one logit per patch.
+    instance norm after the first, then a stride-1 convolution to one logit per patch. Weights
+    saved under the names of the earlier layout (``convs.<i>``, ``head``) still load.
     """
 
     def __init__(self, classes: int, base: int = 32, layers: int = 3) -> None:
-        super().__init__()
-        convs: list[nn.Module] = []
-        cin = classes + 3
-        for i in range(layers):
-            cout = base * min(2**i, 8)
-            convs.append(nn.Conv2d(cin, cout, 4, 2, 1))
-            cin = cout
-        self.convs = nn.ModuleList(convs)
-        self.head = nn.Conv2d(cin, 1, 3, 1, 1)
+        super().__init__(classes + 3, base, layers, norm=True)
+        self.layers = layers
+        self._register_load_state_dict_pre_hook(self._rename_earlier_keys)
 
-    def forward(self, labels: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:
-        h = torch.cat([labels, image], dim=1)
-        feats = []
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            h = F.leaky_relu(instance_norm(h) if i > 0 else h, 0.2)
-            feats.append(h)
-        feats.append(self.head(h))
-        return feats
+    def _rename_earlier_keys(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        for key in [k for k in state if k.startswith(prefix + "convs.") or k.startswith(prefix + "head.")]:
+            rest = key[len(prefix):]
+            if rest.startswith("head."):
+                new = f"net.{2 * self.layers}.{rest[len('head.'):]}"
+            else:
+                index, name = rest[len("convs."):].split(".", 1)
+                new = f"net.{2 * int(index)}.{name}"
+            state[prefix + new] = state.pop(key)
+
+    def prepare(self, labels: torch.Tensor, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.cat([labels, image], dim=1)
+
+    def forward(self, labels: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        return self.features(self.prepare(labels, image))
 
 
 class MultiScaleDiscriminator(nn.Module):

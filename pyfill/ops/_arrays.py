@@ -7,6 +7,7 @@ the same library back. torch is imported only when the caller passed a torch ten
 
 from __future__ import annotations
 
+import operator
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,6 +15,20 @@ from typing import Any, Callable
 import numpy as np
 
 from pyfill._core import _C
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A random seed as an int in [0, 2**64): bools, floats and other types raise TypeError,
+    values out of range ValueError. The one seed check of the ops and the degradation pipeline."""
+    if isinstance(seed, bool):
+        raise TypeError(f"{name}: expected an int, got bool")
+    try:
+        value = operator.index(seed)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected an int, got {type(seed).__name__}") from exc
+    if not 0 <= value < 2**64:
+        raise ValueError(f"{name}: expected an int in [0, 2**64), got {value}")
+    return value
 
 
 def _is_torch_tensor(x: Any) -> bool:

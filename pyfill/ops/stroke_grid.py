@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from pyfill._core import _C
-from pyfill.ops._arrays import CudaView, cuda_empty, cuda_view, is_cuda_array, require_cuda_kernels, to_host
+from pyfill.ops._arrays import (
+    CudaView,
+    check_seed,
+    cuda_empty,
+    cuda_view,
+    is_cuda_array,
+    require_cuda_kernels,
+    to_host,
+)
 
 __all__ = ["stroke_grid", "stroke_grid_from_image", "stroke_grid_latent"]
 
@@ -125,18 +133,6 @@ def _dropped_cells(drop: Any, cells: int) -> int:
     return round(drop * cells)
 
 
-def _seed_value(seed: Any) -> int:
-    if isinstance(seed, bool):
-        raise TypeError("seed: expected an int")
-    try:
-        seed = operator.index(seed)
-    except TypeError as exc:
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}") from exc
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
-    return seed
-
-
 def stroke_grid_from_image(images: Any, grid: tuple[int, int] = (9, 9), drop: float = 0.75, seed: int = 0) -> Any:
     """Training synthesis of stroke-grid features from ground-truth images.
 
@@ -157,7 +153,7 @@ def stroke_grid_from_image(images: Any, grid: tuple[int, int] = (9, 9), drop: fl
     """
     s1, s2 = _grid_pair(grid)
     dropped = _dropped_cells(drop, s1 * s2)
-    seed = _seed_value(seed)
+    seed = check_seed(seed)
     if is_cuda_array(images):
         return _from_image_cuda(images, (s1, s2), dropped, seed)
     arr, back = to_host(images, "images")

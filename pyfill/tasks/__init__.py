@@ -14,16 +14,18 @@ import numpy as np
 from pyfill.tasks.colorize import Colorized, colorize, colorize_engine
 from pyfill.tasks.generate import LegendEntry, generate, generate_engine, legend
 from pyfill.tasks.restore import restore, restore_engine
+from pyfill.tasks.swap import FaceWarning, Swapper, SwapResult, swap
 
 FrameProcessor = Callable[[list[np.ndarray]], list[np.ndarray]]
-TASK_NAMES = ("restore", "colorize", "generate")
+TASK_NAMES = ("restore", "colorize", "generate", "swap")
 
 
 def frame_processor(name: str, **options: Any) -> FrameProcessor:
     """A function mapping a batch of RGB uint8 (H, W, 3) frames to processed RGB uint8 frames
     with the task ``name``; ``options`` are the task's keyword arguments (``model``,
-    ``backend``, ...). ``generate`` reads each frame as a colour-coded label map. Engines for
-    streams compile once per frame size (``static_shapes``)."""
+    ``backend``, ...). ``generate`` reads each frame as a colour-coded label map; ``swap`` needs
+    ``source`` (an image with one face) and tracks faces from frame to frame. Engines for streams
+    compile once per frame size (``static_shapes``)."""
     if name == "restore":
         engine = restore_engine(options.pop("model", "restore"), static_shapes=True, **options)
         return lambda frames: list(engine(list(frames)))
@@ -33,8 +35,13 @@ def frame_processor(name: str, **options: Any) -> FrameProcessor:
     if name == "generate":
         model = options.pop("model", "generate")
         return lambda frames: [generate(f, model=model, **options) for f in frames]
+    if name == "swap":
+        if options.get("source") is None:
+            raise ValueError("the swap task needs source= (the image whose face goes onto every frame)")
+        options.pop("backend", None)  # the swapper runs on ONNX Runtime
+        return Swapper(options.pop("source"), **options)
     raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASK_NAMES)}")
 
 
-__all__ = ["restore", "colorize", "generate", "legend", "Colorized", "LegendEntry", "frame_processor",
+__all__ = ["restore", "colorize", "generate", "swap", "Swapper", "SwapResult", "FaceWarning", "legend", "Colorized", "LegendEntry", "frame_processor",
            "restore_engine", "colorize_engine", "generate_engine", "TASK_NAMES"]

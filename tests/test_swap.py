@@ -1,0 +1,321 @@
+"""The face-swap task (SPEC S5): a bring-your-own swapper with the FaceFusion signature through
+the whole pipeline, images without faces, bad inputs, video tracking, the dlib backend on real
+photos, the shipped models and the ``pyfill swap`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+torch = pytest.importorskip("torch")
+
+from pyfill.faces.align import alignment_matrix, invert_affine, template  # noqa: E402
+from pyfill.faces.analysis import DetectedFace, FaceAnalyzer  # noqa: E402
+from pyfill.faces.paste import face_mask  # noqa: E402
+from pyfill.tasks.swap import FaceWarning, Swapper, swap  # noqa: E402
+
+HAS_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
+needs_dlib = pytest.mark.skipif(not HAS_DLIB, reason="dlib / face_recognition_models not installed (pyfill[face])")
+
+# landmarks relative to the red marker's centre
+OFFSETS = np.array([[-20.0, -15.0], [20.0, -15.0], [0.0, 5.0], [-15.0, 25.0], [15.0, 25.0]])
+
+
+class MarkerDetector:
+    """A detector (the :class:`pyfill.faces.analysis.Detector` protocol) that finds pure red
+    square markers (255, 0, 0) and puts five landmarks around each one's centre."""
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        red = (image[..., 0] == 255) & (image[..., 1] == 0) & (image[..., 2] == 0)
+        count, labels = cv2.connectedComponents(red.astype(np.uint8))
+        faces = []
+        for i in range(1, count):
+            ys, xs = np.nonzero(labels == i)
+            c = np.array([xs.mean(), ys.mean()])
+            lm = c + OFFSETS * (1.0 + 0.1 * i)
+            faces.append(DetectedFace(np.array([*(lm.min(0) - 10), *(lm.max(0) + 10)]), lm, 1.0 / i))
+        return faces
+
+
+class TinyArcFace(torch.nn.Module):
+    def __init__(self, length: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(3, length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class InvertingSwapper(torch.nn.Module):
+    """The FaceFusion swapper signature: target (1, 3, 128, 128) in [0, 1] and source (1, D)
+    in, one image out; this one returns the negative of the target."""
+
+    def forward(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        return (1.0 - target + 0.0 * source.mean()).clamp(0.0, 1.0)
+
+
+def _export(module: torch.nn.Module, path: Path, inputs: tuple, names: list[str], outputs: list[str]) -> Path:
+    torch.onnx.export(module, inputs, str(path), input_names=names, output_names=outputs, opset_version=17,
+                      dynamo=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def byo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("byo")
+    return {
+        "swapper": _export(InvertingSwapper(), d / "swapper.onnx", (torch.zeros(1, 3, 128, 128), torch.zeros(1, 16)),
+                           ["target", "source"], ["output"]),
+        "embedder": _export(TinyArcFace(), d / "arcface.onnx", (torch.zeros(1, 3, 112, 112),), ["data"], ["fc1"]),
+        "embedder32": _export(TinyArcFace(32), d / "arcface32.onnx", (torch.zeros(1, 3, 112, 112),), ["data"], ["fc1"]),
+    }
+
+
+def scene(h: int = 240, w: int = 320, markers: tuple[tuple[int, int], ...] = ((160, 120),), seed: int = 0) -> np.ndarray:
+    """A smooth, textured RGB image with a 6 x 6 red marker (a "face") at each (x, y)."""
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.uniform(40, 200, (h, w, 3)).astype(np.float32), (0, 0), 3.0)
+    img = np.clip(base, 0, 254).astype(np.uint8)
+    img[..., 0] = np.minimum(img[..., 0], 250)
+    for x, y in markers:
+        img[y - 3 : y + 3, x - 3 : x + 3] = (255, 0, 0)
+    return img
+
+
+def analyzer(paths: dict[str, Path]) -> FaceAnalyzer:
+    from pyfill.faces.analysis import ArcFaceEmbedder
+
+    return FaceAnalyzer(MarkerDetector(), ArcFaceEmbedder(paths["embedder"]))
+
+
+# ---- a bring-your-own swapper through the pipeline -------------------------------------------
+def test_a_bring_your_own_swapper_runs_through_the_pipeline(byo: dict[str, Path]) -> None:
+    source, target = scene(seed=1), scene(seed=2)
+    result = swap(source, target, model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo),
+                  colour_match=False)
+    assert (result.faces_found, result.faces_swapped) == (1, 1)
+    lm = MarkerDetector().detect(target)[0].landmarks
+    m = alignment_matrix(lm, 128)
+    weight = cv2.warpAffine(face_mask(128), invert_affine(m), (320, 240), flags=cv2.INTER_LINEAR)
+    outside = weight == 0
+    np.testing.assert_array_equal(result.image[outside], target[outside])
+    # inside, the target blended with the swapper's output (its negative) by the warped mask
+    t = target.astype(np.float64)
+    expected = (1.0 - weight[..., None]) * t + weight[..., None] * (255.0 - t)
+    inside = weight > 0
+    inside[110:131, 150:171] = False  # the marker itself (sharp edges do not survive two warps)
+    err = np.abs(result.image[inside] - expected[inside])
+    assert inside.sum() > 3000 and np.median(err) <= 1.0 and err.max() <= 12
+
+
+def test_a_foreign_swapper_needs_its_embedder(byo: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="pass embedder="):
+        Swapper(scene(), model=byo["swapper"], analyzer=analyzer(byo))
+    with pytest.raises(ValueError, match="32-d embeddings but swapper.onnx takes 16-d"):
+        Swapper(scene(), model=byo["swapper"], embedder=byo["embedder32"], analyzer=analyzer(byo))
+
+
+def test_a_model_that_is_not_a_swapper_is_refused(byo: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match=r"takes \(target crop, source embedding\)"):
+        Swapper(scene(), model=byo["embedder"], embedder=byo["embedder"], analyzer=analyzer(byo))
+
+
+# ---- images without faces, bad inputs ---------------------------------------------------------
+def test_a_target_without_a_face_comes_back_unchanged_with_a_warning(byo: dict[str, Path]) -> None:
+    target = scene(markers=())
+    with pytest.warns(FaceWarning, match="no face found in the target image"):
+        result = swap(scene(), target, model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo))
+    np.testing.assert_array_equal(result.image, target)
+    assert (result.faces_found, result.faces_swapped) == (0, 0)
+    assert result.warnings == ["no face found in the target image; it is returned unchanged"]
+
+
+def test_a_source_without_a_face_is_an_error(byo: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="no face found in the source image"):
+        swap(scene(markers=()), scene(), model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo))
+
+
+def test_several_source_faces_use_the_largest_with_a_warning(byo: dict[str, Path]) -> None:
+    with pytest.warns(FaceWarning, match="2 faces in the source image; using the largest"):
+        result = swap(scene(markers=((100, 100), (220, 150))), scene(), model=byo["swapper"],
+                      embedder=byo["embedder"], analyzer=analyzer(byo))
+    assert result.faces_swapped == 1 and "2 faces in the source image; using the largest" in result.warnings
+
+
+def test_every_target_face_is_swapped(byo: dict[str, Path]) -> None:
+    target = scene(h=300, w=420, markers=((110, 120), (300, 160)))
+    result = swap(scene(), target, model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo),
+                  colour_match=False)
+    assert (result.faces_found, result.faces_swapped) == (2, 2)
+    for x, y in ((110, 130), (300, 170)):
+        assert abs(int(result.image[y, x + 8, 1]) - (255 - int(target[y, x + 8, 1]))) <= 3
+
+
+def test_gray_stays_gray_and_alpha_is_kept(byo: dict[str, Path]) -> None:
+    kw = dict(model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo))
+    rgba = np.dstack([scene(), np.random.default_rng(0).integers(0, 256, (240, 320), dtype=np.uint8)])
+    out = swap(scene(), rgba, **kw).image
+    assert out.shape == rgba.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert (out[..., :3] != rgba[..., :3]).any()
+    # a gray target has no red marker: nothing to swap, and it comes back as it was, still gray
+    gray = cv2.cvtColor(scene(), cv2.COLOR_RGB2GRAY)
+    with pytest.warns(FaceWarning, match="no face found"):
+        result = swap(scene(), gray, **kw)
+    assert result.image.shape == gray.shape
+    np.testing.assert_array_equal(result.image, gray)
+
+
+def test_bad_images_are_refused_with_a_clear_error(byo: dict[str, Path]) -> None:
+    kw = dict(model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo))
+    with pytest.raises(TypeError, match="target: face swapping takes uint8 images, got float32"):
+        swap(scene(), scene().astype(np.float32), **kw)
+    with pytest.raises(ValueError, match=r"source: expected an \(H, W\) gray"):
+        swap(np.zeros((10, 10, 2), np.uint8), scene(), **kw)
+    with pytest.raises(TypeError, match="expected a NumPy array or a PIL image"):
+        swap("face.jpg", scene(), **kw)
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        swap(scene(), scene(), model="no/such/swapper.onnx", embedder=byo["embedder"], analyzer=analyzer(byo))
+
+
+# ---- video: detection every N frames, optical flow in between --------------------------------
+def test_video_tracks_the_face_between_detections(byo: dict[str, Path]) -> None:
+    swapper = Swapper(scene(), model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo),
+                      detect_every=4, smoothing=0.0)
+    canvas = scene(h=280, w=420, markers=((200, 140),), seed=3)
+    errors = []
+    for k in range(8):
+        dx, dy = 3 * k, k  # the whole scene moves left and up a little every frame
+        frame = np.ascontiguousarray(canvas[20 + dy : 260 + dy, 40 + dx : 360 + dx])
+        out = swapper([frame])[0]
+        assert out.shape == frame.shape and (out != frame).any()
+        truth = np.array([199.5 - 40 - dx, 139.5 - 20 - dy]) + OFFSETS * 1.1  # the 6 x 6 marker's centre
+        errors.append(np.abs(swapper.tracked_landmarks[0] - truth).max())
+    # detection frames (0 and 4) are exact; optical flow keeps the others within a pixel
+    assert errors[0] < 1e-6 and errors[4] < 1e-6
+    assert max(errors) < 1.0 and max(errors[1:4] + errors[5:]) > 0.0
+
+
+# ---- dlib on real photos, the shipped models, the command line -------------------------------
+@pytest.fixture(scope="module")
+def dlib_analyzer() -> FaceAnalyzer:
+    if not HAS_DLIB:
+        pytest.skip("dlib / face_recognition_models not installed (pyfill[face])")
+    return FaceAnalyzer.default()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    skimage_data = pytest.importorskip("skimage.data")
+    return skimage_data.astronaut()
+
+
+@needs_dlib
+def test_dlib_finds_the_astronauts_face_and_its_landmarks(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
+    faces = dlib_analyzer.detect(astronaut)
+    assert len(faces) == 1  # the badge on the suit (dlib score 0.12) is below the default 0.3
+    face = faces[0]
+    x0, y0, x1, y1 = face.box
+    lm = face.landmarks
+    assert ((lm[:, 0] > x0) & (lm[:, 0] < x1) & (lm[:, 1] > y0) & (lm[:, 1] < y1)).all()
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]  # viewer's left first
+    assert lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()  # eyes above the nose tip above the mouth
+    assert 30 < np.linalg.norm(lm[1] - lm[0]) < 60
+
+
+@needs_dlib
+def test_dlib_embedding_knows_a_mirror_image_is_the_same_person(dlib_analyzer: FaceAnalyzer,
+                                                                 astronaut: np.ndarray) -> None:
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    e1 = dlib_analyzer.embed(astronaut, dlib_analyzer.detect(astronaut)[0])
+    e2 = dlib_analyzer.embed(mirrored, dlib_analyzer.detect(mirrored)[0])
+    assert e1.shape == (128,)
+    assert dlib_analyzer.distance(e1, e2) < dlib_analyzer.embedder.same_person
+
+
+@needs_dlib
+def test_dlib_photo_without_a_face_comes_back_unchanged(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray,
+                                                        byo: dict[str, Path]) -> None:
+    coffee = pytest.importorskip("skimage.data").coffee()
+    with pytest.warns(FaceWarning, match="no face found in the target image"):
+        result = swap(astronaut, coffee, model=byo["swapper"], embedder=byo["embedder"], analyzer=dlib_analyzer)
+    np.testing.assert_array_equal(result.image, coffee)
+
+
+@needs_dlib
+def test_the_shipped_models_swap_a_photo(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray) -> None:
+    target = np.ascontiguousarray(astronaut[:, ::-1])
+    result = swap(astronaut, target, analyzer=dlib_analyzer)
+    assert (result.faces_found, result.faces_swapped) == (1, 1)
+    changed = (result.image != target).any(axis=-1)
+    ys, xs = np.nonzero(changed)
+    x0, y0, x1, y1 = dlib_analyzer.detect(target)[0].box
+    # only the face region changed: every changed pixel lies near the detected face
+    assert changed.any() and xs.min() > x0 - 40 and xs.max() < x1 + 40 and ys.min() > y0 - 60 and ys.max() < y1 + 60
+
+
+@needs_dlib
+def test_reference_selects_the_faces_of_one_person(dlib_analyzer: FaceAnalyzer, astronaut: np.ndarray,
+                                                   byo: dict[str, Path]) -> None:
+    with pytest.warns(FaceWarning, match="none of the 1 faces matches the reference face"):
+        other = swap(astronaut, astronaut, model=byo["swapper"], embedder=byo["embedder"],
+                     analyzer=dlib_analyzer, reference=_hopper())
+    np.testing.assert_array_equal(other.image, astronaut)
+    same = swap(astronaut, astronaut, model=byo["swapper"], embedder=byo["embedder"], analyzer=dlib_analyzer,
+                reference=np.ascontiguousarray(astronaut[:, ::-1]))
+    assert same.faces_swapped == 1
+
+
+def _hopper() -> np.ndarray:
+    """Matplotlib's sample photo of Grace Hopper (evaluation only; never training data)."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    from PIL import Image
+
+    return np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
+
+
+def _run_cli(argv: list[str]) -> int:
+    from pyfill.faces import cli
+
+    parser = argparse.ArgumentParser(prog="pyfill")
+    sub = parser.add_subparsers(dest="command")
+    cli.add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@needs_dlib
+def test_cli_swaps_a_folder_and_counts_images_without_a_face(tmp_path: Path, astronaut: np.ndarray,
+                                                             byo: dict[str, Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    coffee = pytest.importorskip("skimage.data").coffee()
+    (tmp_path / "in").mkdir()
+    Image.fromarray(astronaut).save(tmp_path / "face.png")
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(tmp_path / "in" / "mirrored.png")
+    Image.fromarray(coffee).save(tmp_path / "in" / "coffee.png")
+    status = _run_cli(["swap", "--source", str(tmp_path / "face.png"), str(tmp_path / "in"), "-o",
+                       str(tmp_path / "out"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"])])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "swapped 1 faces in 1 of 2 images" in captured.out and "1 without a face" in captured.out
+    assert "no face found in" in captured.err and "coffee.png" in captured.err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "coffee.png")), coffee)
+    assert (np.asarray(Image.open(tmp_path / "out" / "mirrored.png")) != astronaut[:, ::-1]).any()
+
+
+@needs_dlib
+def test_cli_source_without_a_face_is_a_clear_error(tmp_path: Path, byo: dict[str, Path]) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(ValueError, match="no face found in the source image"):
+        _run_cli(["swap", "--source", str(tmp_path / "blank.png"), str(tmp_path / "blank.png"), "-o",
+                  str(tmp_path / "out"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"])])
