@@ -60,12 +60,21 @@ def test_static_size_rounds_to_the_size_rules() -> None:
 
 
 def test_engine_runs_a_static_export_on_smaller_inputs_and_refuses_larger(unet_files, tmp_path) -> None:
-    out = export_onnx(unet_files[0], tmp_path / "static.onnx", dynamic=False, static_size=(64, 64))
+    """A model that does not tile, exported at one size: smaller inputs are padded up to it,
+    larger ones refused (a model that tiles is tiled instead: test_runtime2.py)."""
+    import dataclasses
+
+    from pyfill.export import load_checkpoint
+
+    module, manifest = load_checkpoint(unet_files[0])
+    manifest = dataclasses.replace(manifest, tiling=dataclasses.replace(manifest.tiling, supported=False))
+    out = export_onnx(module, tmp_path / "static.onnx", manifest, dynamic=False, static_size=(64, 64))
     engine = Engine(out, backend="onnxruntime")
     img = np.random.default_rng(0).uniform(0, 1, (50, 60, 3)).astype(np.float32)
     y = engine(img)
     assert y.shape == img.shape and np.isfinite(y).all()
-    with pytest.raises(ValueError, match="runs at 64 x 64"):
+    with pytest.raises(ValueError, match=r"takes at most 64 px per side here and the model does not tile; "
+                                         r"this input is 50 x 70"):
         engine(np.zeros((50, 70, 3), np.float32))
 
 

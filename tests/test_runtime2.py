@@ -103,6 +103,17 @@ def test_choice_falls_back_when_tensorrt_is_not_usable() -> None:
     assert choose_backend("auto", "auto", "auto", _CKPT, trt).backend == "tensorrt"
 
 
+def test_choice_runs_torch_only_models_on_torch() -> None:
+    form = ModelForm(onnx=False, checkpoint=True, tensorrt_engine=False, foreign=True, fp16=False,
+                     torch_only="failed: the batch size is frozen in the graph")
+    c = choose_backend("auto", "auto", "auto", form, Environment(torch=True, openvino=True))
+    assert c.backend == "torch" and "batch size is frozen" in c.reason
+    with pytest.raises(ValueError, match="runs only on the torch backend"):
+        choose_backend("openvino", "auto", "auto", form, Environment(torch=True, openvino=True))
+    with pytest.raises(RuntimeError, match="torch is not installed"):
+        choose_backend("auto", "auto", "auto", form, Environment(openvino=True))
+
+
 def test_choice_refuses_what_cannot_run() -> None:
     with pytest.raises(ValueError, match="runs pyfill checkpoints"):
         choose_backend("torch", "cpu", "auto", _ONNX, Environment(torch=True))

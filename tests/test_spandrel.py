@@ -135,6 +135,9 @@ def test_models_that_do_not_export_run_on_torch_and_say_why(built: dict[str, tup
         engine = Engine(path, backend="torch", device="cpu", precision="fp32", tile=0)
     image = _image(64, 72, seed=1)
     np.testing.assert_allclose(engine(image), _eager(net, image), atol=1e-5)
+    with pytest.warns(UserWarning, match="runs on the torch backend"):
+        auto = Engine(path, device="cpu", precision="fp32", tile=0)  # backend="auto" picks torch
+    assert auto.info["backend"] == "torch" and "no ONNX form" in auto.info["selected_because"]
 
 
 def test_tiled_upscale_matches_the_whole_image(built: dict[str, tuple[Any, Path]]) -> None:

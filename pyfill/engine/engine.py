@@ -161,7 +161,7 @@ class Engine:
         env = probe_environment(device)
         form = ModelForm(self.files.onnx is not None, self.files.checkpoint is not None,
                          self.files.tensorrt_engine is not None, self.foreign, self.manifest.fp16,
-                         self.manifest.bf16)
+                         self.manifest.bf16, self._torch_only_reason())
         choice = choose_backend(backend, device, precision, form, env)
         self._static_shapes = static_shapes
         self.backend = self._make_backend(choice.backend, choice.device, choice.precision, threads, cuda_graphs)
@@ -176,6 +176,11 @@ class Engine:
         self.on_tile: Callable[[int, int], None] | None = None
         """Called with (tiles done, tiles in the image) while a large image runs in tiles."""
         self._tiling_note = self._decide_tiling(tiling)
+
+    def _torch_only_reason(self) -> str:
+        if self.files.manifest is None:
+            return ""
+        return str(self.files.manifest.provenance.get("onnx_export") or "it does not export to ONNX")
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs: Any) -> Engine:

@@ -45,6 +45,7 @@ class ModelForm:
     foreign: bool
     fp16: bool
     bf16: bool = True
+    torch_only: str = ""  # why the model has no ONNX form (another project's checkpoint that did not export)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ def choose_backend(backend: str, device: str, precision: str, model: ModelForm, 
         backend, why = _auto(device, model, env)
     else:
         why = "asked for"
+        if backend != "torch" and model.torch_only:
+            raise ValueError(f"the model runs only on the torch backend ({model.torch_only})")
         if backend == "torch" and not model.checkpoint:
             raise ValueError("the torch backend runs pyfill checkpoints (.safetensors + .json), not ONNX files")
         if backend == "tensorrt" and not model.tensorrt_engine and not env.tensorrt:
@@ -159,6 +162,11 @@ def _precision(precision: str, backend: str, device: str, model: ModelForm, env:
 
 
 def _auto(device: str, model: ModelForm, env: Environment) -> tuple[str, str]:
+    if model.torch_only:
+        if not env.torch:
+            raise RuntimeError(f"this model runs only on the torch backend ({model.torch_only}), and torch is not "
+                               "installed")
+        return "torch", f"the model has no ONNX form ({model.torch_only})"
     if model.tensorrt_engine:
         return "tensorrt", "the model is a TensorRT engine"
     if device != "cpu":
