@@ -187,3 +187,21 @@ def test_backend_help_lists_the_choices(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         main(["restore", "--help"])
     assert "auto, tensorrt, torch, openvino, onnxruntime" in capsys.readouterr().out
+
+
+def test_help_lists_the_systems_that_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "restore", "colorize", "generate", "board", "swap", "video", "models"):
+        assert f"    {command}" in out
+    assert "text-driven" not in out and "edit" not in out.split("positional arguments")[0]
+
+
+def test_no_progress_bar_is_written_into_logs(photo: np.ndarray, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    write_image(tmp_path / "in" / "a.png", photo)
+    write_image(tmp_path / "in" / "b.png", photo)
+    _cli("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--tile", "80")
+    err = capsys.readouterr().err  # stderr is not a terminal here
+    assert "[#" not in err and "tiles" not in err and "\r" not in err
