@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print machine-readable JSON")
     doctor.set_defaults(func=_cmd_doctor)
 
-    export = sub.add_parser("export", help="checkpoint -> ONNX, or ONNX -> TensorRT engine")
+    export = sub.add_parser("export", help="checkpoint -> ONNX; ONNX -> TensorRT engine, int8 ONNX or Triton repository")
     export.add_argument("model", help="a .safetensors checkpoint (with its .json); an .onnx file or a model name "
                         "with --tensorrt, --int8 or --triton-repo")
     export.add_argument("-o", "--output", help="output .onnx file (default: beside the checkpoint); with --tensorrt, an output folder")
