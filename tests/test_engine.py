@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 import pyfill  # noqa: E402
 from pyfill.engine import Engine, Manifest, ManifestError  # noqa: E402
-from pyfill.engine.manifest import FORMAT_VERSION, read_onnx_manifest  # noqa: E402
+from pyfill.manifest import FORMAT_VERSION, read_onnx_manifest  # noqa: E402
 from pyfill.export import (  # noqa: E402
     ONNX_OP_ALLOWLIST,
     ExportError,

@@ -257,7 +257,7 @@ def test_validation_metrics_are_logged_and_measured_on_the_exported_weights(tmp_
 
 def test_every_exported_manifest_carries_provenance(tmp_path: Path) -> None:
     import pyfill
-    from pyfill.engine.manifest import Manifest
+    from pyfill.manifest import Manifest
 
     out = tmp_path / "run"
     C.train(tiny(out))

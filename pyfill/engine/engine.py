@@ -211,17 +211,13 @@ class Engine:
             return OpenVINOBackend(onnx_path, device, precision, threads, self._static_shapes)
         return OnnxRuntimeBackend(onnx_path, device, precision, threads)
 
-    def _probe_input(self, h: int, w: int) -> dict[str, Any]:
-        rng = np.random.default_rng(0)
-        spec = self.manifest.primary_input
-        return {spec.name: rng.random((h, w, spec.channels if spec.channels in (1, 3, 4) else 3), dtype=np.float32)}
-
-    def _probe_item(self) -> dict[str, Any]:
-        """A plausible input for every non-optional model input: smooth uint8 images (a low-
-        resolution random picture upsampled), blob-shaped label maps, small random vectors."""
+    def _probe_item(self, hw: tuple[int, int] | None = None) -> dict[str, Any]:
+        """A plausible input for every non-optional model input, at ``hw`` (default: the fixed
+        size, else 64 px rounded to the size rules): smooth uint8 images (a low-resolution random
+        picture upsampled), blob-shaped label maps, small random vectors."""
         size = self.manifest.size
         side = max(64, size.min_size)
-        h, w = size.fixed or (-(-side // size.multiple_of) * size.multiple_of,) * 2
+        h, w = hw or size.fixed or (-(-side // size.multiple_of) * size.multiple_of,) * 2
         rng = np.random.default_rng(0)
         item: dict[str, Any] = {}
         for spec in self.manifest.inputs:
@@ -285,7 +281,7 @@ class Engine:
             return "probe: not tried (tiling needs a spatial model with one image output and no fixed size)"
         tile = self.tile or m.tiling.tile
         side = max(2 * tile, 3 * m.size.multiple_of)
-        probe = self._probe_input(side, side + tile // 2)
+        probe = self._probe_item((side, side + tile // 2))
         tiled = self._run_items([probe], force_tile=tile)[0].image
         whole = self._run_items([probe], force_tile=0)[0].image
         diff = float(np.abs(np.asarray(tiled, np.float32) - np.asarray(whole, np.float32)).max())
