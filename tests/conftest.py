@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
 
-def _drop_source_tree_from_path() -> None:
-    """``python -m pytest`` puts the current directory first on ``sys.path``; run from the
-    repository root, the source tree (which has no compiled core) would then shadow the
-    installed pyfill. Editable installs and in-place builds are unaffected."""
-    root = Path(__file__).resolve().parents[1]
-    if any(p.suffix in (".so", ".pyd") for p in (root / "pyfill").glob("_C*")):
+ROOT = Path(__file__).resolve().parents[1]
+# With a regular (not editable) install the source tree has no compiled core, and it must not
+# shadow the installed pyfill. Editable installs and in-place builds are unaffected.
+SOURCE_TREE_SHADOWS = not any(p.suffix in (".so", ".pyd") for p in (ROOT / "pyfill").glob("_C*"))
+if SOURCE_TREE_SHADOWS:  # ``python -m pytest`` puts the current directory first on sys.path
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_source_tree():
+    """Subprocesses the tests start (training runs, Ray workers) import ``pyfill`` from their
+    working directory first: with a regular install, run the tests from a scratch folder (after
+    collection, so command-line paths still resolve)."""
+    if not SOURCE_TREE_SHADOWS or Path.cwd().resolve() != ROOT:
+        yield
         return
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]
-
-
-_drop_source_tree_from_path()
+    os.chdir(tempfile.mkdtemp(prefix="pyfill-tests-"))
+    try:
+        yield
+    finally:
+        os.chdir(ROOT)
 
 
 @pytest.fixture(scope="session")
