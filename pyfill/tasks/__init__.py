@@ -38,7 +38,6 @@ def frame_processor(name: str, **options: Any) -> FrameProcessor:
     if name == "swap":
         if options.get("source") is None:
             raise ValueError("the swap task needs source= (the image whose face goes onto every frame)")
-        options.pop("backend", None)  # the swapper runs on ONNX Runtime
         return Swapper(options.pop("source"), **options)
     raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASK_NAMES)}")
 
