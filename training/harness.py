@@ -1063,7 +1063,12 @@ class Task:
       picks the best checkpoint (``max`` or ``min``), ``val_fields``: its CSV columns;
     - ``sample(batch, path)``: a sample grid; ``state`` / ``load_state`` / ``done``: a schedule's
       own state and end; ``data``: the data manifest (:func:`data_manifest`); ``result()``:
-      extra entries for the result.
+      extra entries for the result;
+    - ``extra_exports``: name -> (module, manifest) of further models exported at every
+      checkpoint beside the main one (their own weights, no EMA), e.g. an identity encoder.
+
+    A validation that returns no ``metric`` (a phase that does not train the measured model)
+    leaves the best checkpoint and the early-stop count as they were.
     """
 
     name: str
@@ -1088,6 +1093,7 @@ class Task:
     done: Callable[[], bool] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     result: Callable[[], dict[str, Any]] | None = None
+    extra_exports: dict[str, tuple[nn.Module, Any]] = field(default_factory=dict)
 
 
 class _StepData(torch.utils.data.Dataset):
@@ -1253,7 +1259,7 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
             with averaged(), torch.no_grad():
                 val.clear()
                 val.update(task.validate())
-            if task.metric:
+            if task.metric and task.metric in val:
                 value = float(val[task.metric])
                 improved = _improved(value, best, task.mode, min_delta)
                 if improved:
@@ -1280,10 +1286,14 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
                 save_training_state(d, modules, task.optimizers, state)
                 with averaged():
                     save_checkpoint(task.export_module, manifest, d / task.name)
+                for name, (module, extra_manifest) in task.extra_exports.items():
+                    extra_manifest = copy.deepcopy(extra_manifest)
+                    extra_manifest.provenance = {**extra_manifest.provenance, "training": manifest.provenance["training"]}
+                    save_checkpoint(module, extra_manifest, d / name)
 
             saved_at = write_checkpoint(out, step, write)
             names = [f"{task.name}.safetensors", f"{task.name}.json"]
-            for n in names:
+            for n in [*names, *(f"{e}{x}" for e in task.extra_exports for x in (".safetensors", ".json"))]:
                 _copy_atomic(saved_at / n, out / n)
             if improved:
                 for n in names:
