@@ -94,6 +94,7 @@ class SwapModel:
         """One aligned uint8 (S, S, 3) crop and a (D,) embedding -> the swapped uint8 crop."""
         e = np.asarray(embedding, np.float32).reshape(-1)
         out = self.engine.run(**{self.crop_name: crop, self.embedding_name: e})
+        assert not isinstance(out, list)  # one crop in, one result out
         return np.asarray(out.image)
 
 

@@ -113,7 +113,7 @@ class CudaFrames:
             if copied is not None:
                 copied.record(self.copy_stream)
         with self._stream(self.compute_stream):
-            if copied is not None:
+            if copied is not None and self.compute_stream is not None:
                 self.compute_stream.wait_event(copied)
                 dev.record_stream(self.compute_stream)  # the allocator keeps it until compute is done
             chw = dev.permute(0, 3, 1, 2)  # views: the Engine converts uint8 -> float on the device
