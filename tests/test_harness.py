@@ -218,6 +218,35 @@ def test_fp16_run_on_the_cpu_resumes_exactly(tmp_path: Path) -> None:
     assert set(meta["scalers"]) == {"g", "d"} and meta["scalers"]["g"]["scale"] > 0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_loss_scaling_on_cuda(tmp_path: Path) -> None:
+    """The CUDA case of the fp16 path: autocast in fp16 on the GPU, an overflowing step skipped
+    with the scale halved, and a tiny run whose scaler state is saved with its checkpoint."""
+    net, x, y = _regression(3)
+    net, x, y = net.cuda(), x.cuda(), y.cuda()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    ctx = H.DistContext(device=torch.device("cuda"))
+    up = H.Updater({"o": opt}, ctx, {"accumulate": 1, "amp": True, "amp_dtype": "float16"})
+    assert up.scalers["o"].is_enabled()
+    seen = []
+
+    def loss_fn(part, blow_up=False):
+        out = net(part[0])
+        seen.append(out.dtype)
+        loss = ((out.float() - part[1]) ** 2).mean()
+        return (loss * float("inf") if blow_up else loss), {}
+
+    before = net.weight.detach().clone()
+    up.update("o", (x, y), lambda p: loss_fn(p, blow_up=True))
+    assert torch.equal(net.weight, before) and up.scalers["o"].get_scale() == 32768.0
+    up.update("o", (x, y), loss_fn)
+    assert not torch.equal(net.weight, before) and seen == [torch.float16] * 2
+    result = C.train(tiny(tmp_path / "run", "device=cuda", "amp=true", "amp_dtype=float16", "max_steps=2"))
+    assert result["steps"] == 2
+    meta = json.loads((H.checkpoint_dirs(tmp_path / "run")[-1][1] / H.STATE_META).read_text())
+    assert set(meta["scalers"]) == {"g", "d"}
+
+
 def test_batch_per_process_from_global_batch() -> None:
     cfg = {"global_batch": 12, "accumulate": 2, "data": {"batch": 5}}
     assert H.process_batch(cfg, H.DistContext(world_size=3)) == 4 and H.process_batch(cfg, H.DistContext()) == 12
