@@ -410,7 +410,19 @@ def test_cli_swaps_a_folder_and_counts_images_without_a_face(tmp_path: Path, ast
     assert "swapped 1 faces in 1 of 2 images" in captured.out and "1 without a face" in captured.out
     assert "no face found in" in captured.err and "coffee.png" in captured.err
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "coffee.png")), coffee)
-    assert (np.asarray(Image.open(tmp_path / "out" / "mirrored.png")) != astronaut[:, ::-1]).any()
+    plain = np.asarray(Image.open(tmp_path / "out" / "mirrored.png"))
+    assert (plain != astronaut[:, ::-1]).any()
+    # --restore runs the shipped restoration model on the swapped face: only the face changes
+    status = _run_cli(["swap", "--source", str(tmp_path / "face.png"), str(tmp_path / "in" / "mirrored.png"), "-o",
+                       str(tmp_path / "restored"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"]),
+                       "--restore"])
+    assert status == 0
+    restored = np.asarray(Image.open(tmp_path / "restored" / "mirrored.png"))
+    changed = (restored != plain).any(axis=-1)
+    ys, xs = np.nonzero((plain != astronaut[:, ::-1]).any(axis=-1))  # the pasted face region
+    box = np.zeros_like(changed)
+    box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    assert changed.any() and not (changed & ~box).any()
 
 
 @needs_dlib
