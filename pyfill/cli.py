@@ -257,9 +257,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_board(args: argparse.Namespace) -> int:
-    from pyfill.board.server import serve
+    from pyfill.board.server import new_token, serve
 
-    serve(args.host, args.port, args.model, args.backend)
+    serve(args.host, args.port, args.model, args.backend, tuple(args.allow_host), new_token() if args.token else None)
     return 0
 
 
@@ -378,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     board.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    board.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a host name the page may be opened by besides IP addresses and localhost (repeatable)")
+    board.add_argument("--token", action="store_true",
+                       help="require a random token, printed in the URL at start (as Jupyter does)")
     board.add_argument("--model", default="generate",
                        help="a model name or a model file (default: the shipped 'generate')")
     _add_backend(board)
