@@ -105,7 +105,7 @@ def _decode(image_mod: Any, path: Any, limit: int) -> np.ndarray:
             if w < 1 or h < 1:
                 raise ValueError(f"{path}: the image declares an empty size {w} x {h}")
             if getattr(im, "is_animated", False):
-                warnings.warn(f"{path}: an animated image; only its first frame is used "
+                warnings.warn(f"{path}: an animated image of {im.n_frames} frames; only the first is used "
                               f"(use pyfill video for frame sequences)", stacklevel=3)
                 im.seek(0)
             if im.format == "PNG" and im.mode in ("RGB", "RGBA") and any(
@@ -183,27 +183,38 @@ DEFAULT_QUALITY = 95
 def write_image(path: str | os.PathLike[str], array: np.ndarray, quality: int = DEFAULT_QUALITY) -> Path:
     """Write a uint8 or uint16 (H, W), (H, W, 3) or (H, W, 4) array. uint16 images must go to a
     ``.png`` path (written as 16-bit PNG). ``quality`` (1..100) applies to JPEG (written without
-    chroma subsampling) and WebP."""
+    chroma subsampling) and WebP.
+
+    The file is written whole or not at all: into a temporary file beside it, renamed over
+    ``path`` when complete, so an interrupted run never leaves a truncated image behind."""
     path = Path(path)
     if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"write_image takes uint8 or uint16 arrays, got {array.dtype}")
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ValueError(f"expected (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if array.dtype == np.uint16:
-        if path.suffix.lower() != ".png":
-            raise ValueError(f"{path}: 16-bit images are written as .png")
-        path.write_bytes(encode_png16(array))
-        return path
-    if not 1 <= quality <= 100:
+    if array.dtype == np.uint16 and path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: 16-bit images are written as .png")
+    if array.dtype == np.uint8 and not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    image_mod = require("PIL.Image", "core")
-    options: dict[str, Any] = {}
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        options = {"quality": quality, "subsampling": 0}
-    elif path.suffix.lower() == ".webp":
-        options = {"quality": quality}
-    image_mod.fromarray(array).save(str(path), **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.partial{path.suffix}")
+    try:
+        if array.dtype == np.uint16:
+            tmp.write_bytes(encode_png16(array))
+        else:
+            image_mod = require("PIL.Image", "core")
+            options: dict[str, Any] = {}
+            if path.suffix.lower() in (".jpg", ".jpeg"):
+                options = {"quality": quality, "subsampling": 0}
+            elif path.suffix.lower() == ".webp":
+                options = {"quality": quality}
+            fmt = image_mod.registered_extensions().get(path.suffix.lower())
+            if fmt is None:
+                raise ValueError(f"{path}: unknown image file suffix {path.suffix!r}")
+            image_mod.fromarray(array).save(str(tmp), format=fmt, **options)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
