@@ -132,6 +132,29 @@ def stroke_arrays(strokes: Image.Image, occupancy: Image.Image | None) -> tuple[
     return rgb, occ
 
 
+def parse_draw(body: dict[str, Any]) -> dict[str, Any]:
+    """A draw request's JSON object -> the arguments of :func:`pyfill.tasks.generate`: labels
+    (H, W) or (H, W, 3) uint8, and strokes (H, W, 3) uint8 with occupancy (H, W) bool when
+    given. Raises BadRequest naming the problem."""
+    unknown = sorted(str(k)[:40] for k in set(body) - _DRAW_FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown fields {unknown}; a draw takes {sorted(_DRAW_FIELDS)}")
+    if "labels" not in body:
+        raise BadRequest("missing field 'labels' (a base64 PNG label map)")
+    labels_im = decode_png("labels", body["labels"])
+    inputs: dict[str, Any] = {"labels": label_array(labels_im)}
+    if body.get("strokes") is not None:
+        strokes_im = decode_png("strokes", body["strokes"])
+        if strokes_im.size != labels_im.size:
+            raise BadRequest(f"strokes are {strokes_im.size[0]} x {strokes_im.size[1]} but labels are "
+                             f"{labels_im.size[0]} x {labels_im.size[1]}")
+        occ_im = decode_png("occupancy", body["occupancy"]) if body.get("occupancy") is not None else None
+        inputs["strokes"], inputs["occupancy"] = stroke_arrays(strokes_im, occ_im)
+    elif body.get("occupancy") is not None:
+        raise BadRequest("occupancy goes with strokes")
+    return inputs
+
+
 def png_base64(array: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
@@ -198,22 +221,7 @@ class BoardServer(ThreadingHTTPServer):
         return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/"
 
     def draw(self, body: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(body) - _DRAW_FIELDS)
-        if unknown:
-            raise BadRequest(f"unknown fields {unknown}; a draw takes {sorted(_DRAW_FIELDS)}")
-        if "labels" not in body:
-            raise BadRequest("missing field 'labels' (a base64 PNG label map)")
-        labels_im = decode_png("labels", body["labels"])
-        inputs: dict[str, Any] = {"labels": label_array(labels_im)}
-        if body.get("strokes") is not None:
-            strokes_im = decode_png("strokes", body["strokes"])
-            if strokes_im.size != labels_im.size:
-                raise BadRequest(f"strokes are {strokes_im.size[0]} x {strokes_im.size[1]} but labels are "
-                                 f"{labels_im.size[0]} x {labels_im.size[1]}")
-            occ_im = decode_png("occupancy", body["occupancy"]) if body.get("occupancy") is not None else None
-            inputs["strokes"], inputs["occupancy"] = stroke_arrays(strokes_im, occ_im)
-        elif body.get("occupancy") is not None:
-            raise BadRequest("occupancy goes with strokes")
+        inputs = parse_draw(body)
         if not self.lock.acquire(timeout=DRAW_WAIT):
             raise BadRequest(f"the board is busy: no draw slot within {DRAW_WAIT:g} s; try again",
                              HTTPStatus.SERVICE_UNAVAILABLE)
