@@ -206,8 +206,10 @@ def send_raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
 
 
 def _rss_mb() -> float:
-    psutil = pytest.importorskip("psutil")
-    return psutil.Process().memory_info().rss / 2**20
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def test_survives_malformed_requests_and_concurrent_draws(board):
@@ -247,3 +249,32 @@ def test_survives_malformed_requests_and_concurrent_draws(board):
     print(f"100 concurrent draws: all 200; RSS {rss_start:.1f} -> {rss_end:.1f} MB")
     assert rss_end - rss_start < 200, (rss_start, rss_end)
     assert threading.active_count() < 50  # the connections' threads ended
+
+
+def test_cli_token_and_allowed_host(tmp_path):
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "pyfill", "board", "--port", "0", "--token",
+                             "--allow-host", "board.lan"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("pyfill board: serving on http://127.0.0.1:"), line
+        url = line.split()[4]
+        base, _, token = url.partition("/?token=")
+        assert len(token) >= 40
+        with urllib.request.urlopen(f"{base}/api/templates?token={token}", timeout=60) as r:
+            assert json.loads(r.read())["templates"]
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{base}/api/templates", timeout=60)
+        assert info.value.code == 403
+        port = int(base.rsplit(":", 1)[1])
+        req = urllib.request.Request(f"{base}/api/templates?token={token}", headers={"Host": f"board.lan:{port}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -214,7 +214,7 @@ def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
     frames = [Image.fromarray(np.full((10, 14, 3), v, np.uint8)) for v in (10, 120, 250)]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
-    with pytest.warns(UserWarning, match="animated image; only its first frame is used"):
+    with pytest.warns(UserWarning, match="animated image of 3 frames; only the first is used"):
         got = read_image(path)
     with Image.open(path) as im:
         assert im.n_frames == 3
