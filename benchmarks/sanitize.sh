@@ -9,7 +9,7 @@
 # The build goes to build/sanitize; the tests import a copy of the package (under
 # build/sanitize/site) holding the sanitized _C, from a throwaway virtual environment that sees
 # the interpreter's installed packages but not its pyfill. libasan is preloaded, as Python
-# itself is not built with it; leak detection is off (the interpreter keeps memory to exit).
+# itself is not built with it (with libstdc++); leak detection is off (the interpreter keeps memory to exit).
 # OpenVINO aborts when loaded under the preloaded libasan, so the one test that queries it
 # (pyfill doctor's runtime report) is left out.
 set -euo pipefail
@@ -23,6 +23,9 @@ mkdir -p "$BUILD"
 CXX=${CXX:-g++}
 LIBASAN=$("$CXX" -print-file-name=libasan.so)
 [ -f "$LIBASAN" ] || { echo "sanitize.sh: $CXX has no libasan ($LIBASAN)"; exit 2; }
+# libstdc++ is preloaded too: Python does not link it, and ASan's C++ exception interceptor
+# must find it at start-up (otherwise the first exception _C throws aborts the process).
+LIBSTDCXX=$("$CXX" -print-file-name=libstdc++.so.6)
 
 echo "== build _C with -fsanitize=address,undefined ($("$CXX" --version | head -1))"
 cmake -S "$ROOT" -B "$BUILD/cmake" -DCMAKE_CXX_COMPILER="$CXX" -DPYFILL_CUDA=off -DPYFILL_SANITIZE=ON \
@@ -48,7 +51,7 @@ VENV_SITE=$("$BUILD/venv/bin/python" -c "import sysconfig; print(sysconfig.get_p
 printf '%s\n%s\n' "$PURELIB" "$PLATLIB" >"$VENV_SITE/pyfill-sanitize-deps.pth"
 
 export PYTHONPATH="$BUILD/site"
-export LD_PRELOAD="$LIBASAN"
+export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYFILL_SANITIZED=1
