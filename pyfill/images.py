@@ -70,7 +70,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     if isinstance(path, (str, os.PathLike)) and not Path(path).is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    image_mod = require("PIL.Image", "core")
+    image_mod: Any = require("PIL.Image", "core")
     try:
         try:
             return _decode(image_mod, path, limit)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import math
 import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The most bytes an ONNX model's tensors may declare in all (inline and external): 64 GiB,
 # raisable with this environment variable (a number of bytes).
@@ -76,7 +78,7 @@ class _Reader:
                 return result, pos
             shift += 7
 
-    def fields(self, start: int, end: int):  # type: ignore[no-untyped-def]
+    def fields(self, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
         """Yield (field number, wire type, value): an int for varints and fixed-width fields,
         (start, end) offsets for length-delimited ones."""
         pos = start
@@ -116,55 +118,62 @@ class _Walker:
         self.declared = 0
         self.external: list[Path] = []
 
-    def model(self, start: int, end: int) -> None:
+    def model(self, span: tuple[int, int]) -> None:
+        start, end = span
         for number, wire, value in self.r.fields(start, end):
             if wire != 2:
                 continue
             if number == 7:  # graph
-                self.graph(*value, 0)
+                self.graph(value, 0)
             elif number == 25:  # functions
-                self.function(*value, 0)
+                self.function(value, 0)
 
-    def function(self, start: int, end: int, depth: int) -> None:
+    def function(self, span: tuple[int, int], depth: int) -> None:
+        start, end = span
         for number, wire, value in self.r.fields(start, end):
             if number == 7 and wire == 2:
-                self.node(*value, depth)
+                self.node(value, depth)
 
-    def graph(self, start: int, end: int, depth: int) -> None:
+    def graph(self, span: tuple[int, int], depth: int) -> None:
+        start, end = span
         if depth > _MAX_DEPTH:
             raise UnsafeModelError(f"{self.where}: graphs nested more than {_MAX_DEPTH} deep")
         for number, wire, value in self.r.fields(start, end):
             if wire != 2:
                 continue
             if number == 1:
-                self.node(*value, depth)
+                self.node(value, depth)
             elif number == 5:
-                self.tensor(*value)
+                self.tensor(value)
             elif number == 15:
-                self.sparse(*value)
+                self.sparse(value)
 
-    def node(self, start: int, end: int, depth: int) -> None:
+    def node(self, span: tuple[int, int], depth: int) -> None:
+        start, end = span
         for number, wire, value in self.r.fields(start, end):
             if number == 5 and wire == 2:
-                self.attribute(*value, depth)
+                self.attribute(value, depth)
 
-    def attribute(self, start: int, end: int, depth: int) -> None:
+    def attribute(self, span: tuple[int, int], depth: int) -> None:
+        start, end = span
         for number, wire, value in self.r.fields(start, end):
             if wire != 2:
                 continue
             if number in (5, 10):  # t, tensors
-                self.tensor(*value)
+                self.tensor(value)
             elif number in (6, 11):  # g, graphs
-                self.graph(*value, depth + 1)
+                self.graph(value, depth + 1)
             elif number in (22, 23):  # sparse_tensor(s)
-                self.sparse(*value)
+                self.sparse(value)
 
-    def sparse(self, start: int, end: int) -> None:
+    def sparse(self, span: tuple[int, int]) -> None:
+        start, end = span
         for number, wire, value in self.r.fields(start, end):
             if number in (1, 2) and wire == 2:
-                self.tensor(*value)
+                self.tensor(value)
 
-    def tensor(self, start: int, end: int) -> None:
+    def tensor(self, span: tuple[int, int]) -> None:
+        start, end = span
         self.tensors += 1
         dims: list[int] = []
         data_type, name, raw, location, external = 0, "?", None, 0, {}
@@ -266,7 +275,7 @@ def check_onnx_file(path: str | os.PathLike[str]) -> OnnxSummary:
         view = memoryview(mm)
         try:
             walker = _Walker(_Reader(view, where), p.parent, where)
-            walker.model(0, size)
+            walker.model((0, size))
             if walker.declared > max_model_bytes():
                 raise UnsafeModelError(
                     f"{where}: its tensors declare {walker.declared:,} bytes in all, over the limit of "
