@@ -100,6 +100,31 @@ def test_slow_clients_are_cut_off(board, monkeypatch: pytest.MonkeyPatch):
     assert get(board, "/api/templates")[0] == 200
 
 
+def test_a_client_dripping_bytes_is_cut_off(board, monkeypatch: pytest.MonkeyPatch):
+    """Each read arrives in time, but the request as a whole does not."""
+    monkeypatch.setattr(BoardHandler, "timeout", 1.0)
+    s = socket.create_connection(("127.0.0.1", board.server_address[1]), timeout=10)
+    start = time.monotonic()
+    request_bytes = b"GET /api/templates HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 100
+    closed_after = None
+    for byte in request_bytes:
+        try:
+            s.sendall(bytes([byte]))
+        except OSError:
+            closed_after = time.monotonic() - start
+            break
+        time.sleep(0.2)
+        if time.monotonic() - start > 6:
+            break
+    if closed_after is None:
+        s.settimeout(5)
+        assert s.recv(100) == b""
+        closed_after = time.monotonic() - start
+    s.close()
+    assert closed_after < 6
+    assert get(board, "/api/templates")[0] == 200
+
+
 def test_token_is_required_when_set():
     server = make_server("127.0.0.1", 0, token="s3cret-token")
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -11,7 +11,7 @@ given in ``allowed_hosts``), so a web page on another domain that re-binds its n
 cannot drive it; a ``POST`` whose ``Origin`` is another site is refused, draws must be sent as
 ``application/json`` (which browsers never send across origins without a CORS pre-flight, and
 no CORS header is ever answered); static files are looked up by name in one folder. Each
-connection's socket reads time out after ``REQUEST_TIMEOUT`` seconds; at most ``MAX_PENDING``
+request (line, headers and body) must arrive within ``REQUEST_TIMEOUT`` seconds; at most ``MAX_PENDING``
 draws hold their bodies in memory at once, and a draw that waits longer than ``DRAW_WAIT``
 seconds for the model gets 503. With ``token`` set (``pyfill board --token``), every request must
 carry it: ``?token=...`` in the printed URL (which sets a same-site cookie) or the header
@@ -38,6 +38,7 @@ import io
 import ipaddress
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -251,6 +252,25 @@ class BoardHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT  # socket reads (request line, headers, body) time out
 
+    def handle_one_request(self) -> None:
+        # The whole request (line, headers, body) must arrive within ``timeout`` seconds, not
+        # just each read: a client dripping one byte at a time is cut off. The clock stops once
+        # the request is read (a draw may then wait for the model).
+        self._clock = threading.Timer(self.timeout or REQUEST_TIMEOUT, self._expire)
+        self._clock.daemon = True
+        self._clock.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._clock.cancel()
+
+    def _expire(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         sys.stderr.write(f"board {self.address_string()} {format % args}\n")
 
@@ -321,6 +341,7 @@ class BoardHandler(BaseHTTPRequestHandler):
             raise BadRequest("a token is required: open the URL the board printed at start", HTTPStatus.FORBIDDEN)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._clock.cancel()
         self._guarded(self._get)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -374,6 +395,7 @@ class BoardHandler(BaseHTTPRequestHandler):
             raise BadRequest("the board is busy; try again", HTTPStatus.SERVICE_UNAVAILABLE)
         try:
             raw = self.rfile.read(int(length))
+            self._clock.cancel()
             if len(raw) < int(length):
                 self.close_connection = True
                 raise BadRequest(f"the body ended after {len(raw)} of {int(length)} bytes")
