@@ -70,7 +70,8 @@ class _Reader:
         result, shift = 0, 0
         while True:
             if pos >= end or shift > 63:
-                raise UnsafeModelError(f"{self.where}: not a readable ONNX model (malformed protocol buffer: bad varint)")
+                raise UnsafeModelError(f"{self.where}: not a readable ONNX model (malformed protocol buffer: "
+                                       "bad varint)")
             b = self.buf[pos]
             pos += 1
             result |= (b & 0x7F) << shift
@@ -102,7 +103,8 @@ class _Reader:
                 yield number, wire, int.from_bytes(self.buf[pos:pos + size], "little")
                 pos += size
             else:
-                raise UnsafeModelError(f"{self.where}: not a readable ONNX model (malformed protocol buffer, wire type {wire})")
+                raise UnsafeModelError(f"{self.where}: not a readable ONNX model (malformed protocol buffer, "
+                                       f"wire type {wire})")
 
     def text(self, span: tuple[int, int]) -> str:
         return bytes(self.buf[span[0]:span[1]]).decode("utf-8", "replace")
@@ -224,7 +226,8 @@ class _Walker:
             raise UnsafeModelError(f"{label}: external data without a location")
         pure = Path(loc)
         if "\x00" in loc or pure.is_absolute() or loc.startswith(("/", "\\")) or ":" in loc:
-            raise UnsafeModelError(f"{label}: external data path {loc!r} is absolute; it must lie in the model's folder")
+            raise UnsafeModelError(f"{label}: external data path {loc!r} is absolute; it must lie in the "
+                                   "model's folder")
         if ".." in Path(loc.replace("\\", "/")).parts:
             raise UnsafeModelError(f"{label}: external data path {loc!r} leads out of the model's folder")
         target = Path(os.path.realpath(self.folder / loc))
