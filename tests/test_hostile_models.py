@@ -264,3 +264,24 @@ def test_truncated_safetensors_checkpoint(unet_files, tmp_path: Path) -> None:
     shutil.copyfile(ckpt.with_suffix(".json"), bad.with_suffix(".json"))
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         Engine(bad, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"base": 10**6}, r"describes [\d,]+ bytes of weights but the file holds [\d,]+"),
+    ({"depth": 40, "base": 4096}, r"describes [\d,]+ bytes of weights but the file holds"),
+    ({"base": -3}, "does not build a 'unet' model"),
+])
+def test_checkpoint_config_larger_than_its_weights(unet_files, tmp_path: Path, config: dict, message: str) -> None:
+    """A config describing terabytes of weights is refused before anything is allocated."""
+    import resource
+
+    ckpt, _ = unet_files
+    target = tmp_path / "big.safetensors"
+    shutil.copyfile(ckpt, target)
+    manifest = json.loads(ckpt.with_suffix(".json").read_text())
+    manifest["config"].update(config)
+    target.with_suffix(".json").write_text(json.dumps(manifest))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=message):
+        Engine(target, backend="onnxruntime")
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 256
