@@ -90,7 +90,9 @@ def fuzz_target(target: Any, inputs: int, budget: float, chunk: int, seed: int) 
             finally:
                 signal.alarm(0)
             elapsed = time.perf_counter() - t0
-            stats["slowest_s"] = max(stats["slowest_s"], round(elapsed, 3))
+            if elapsed > stats["slowest_s"]:
+                stats["slowest_s"] = round(elapsed, 3)
+                stats["slowest_input"] = repr(case)[:300]
             if elapsed > HANG_SECONDS:
                 stats["hangs"] += 1
                 _keep(stats, case, f"slow: {elapsed:.1f} s")
