@@ -170,10 +170,16 @@ def thumbprint(image: np.ndarray) -> np.ndarray:
 
 def held_out_prints() -> list[np.ndarray]:
     """Thumbprints of :data:`HELD_OUT` and of scikit-learn's and Matplotlib's sample photos that
-    are installed (each of them at its own crop and flipped)."""
+    are installed (each of them as it is and flipped)."""
     from training.data import package_image
 
     images = [package_image(name) for name in HELD_OUT]
+    try:
+        import matplotlib.cbook
+
+        images.append(load_image_file(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    except ImportError:
+        pass
     try:
         from sklearn.datasets import load_sample_images
 
