@@ -25,9 +25,9 @@ from pyfill.manifest import Manifest
 from pyfill.models import build_model, make_manifest
 
 
-def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(the generator's state dict with ``generator.`` keys, the restore config) from a restore
-    checkpoint or an exported restore ONNX file."""
+def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], Manifest]:
+    """(the generator's state dict with ``generator.`` keys, the restore model's manifest) from a
+    restore checkpoint or an exported restore ONNX file."""
     path = Path(path)
     if path.suffix == ".onnx":
         import onnx
@@ -45,12 +45,13 @@ def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         state = {k: v for k, v in module.state_dict().items() if k.startswith("generator.")}
     if manifest.family != "restore":
         raise ValueError(f"{path}: a '{manifest.family}' model, not a restore model")
-    return state, dict(manifest.config)
+    return state, manifest
 
 
 def gated(restore: str | Path, quality: str | Path, low: float, high: float) -> tuple[torch.nn.Module, Manifest]:
     """The gated :class:`pyfill.models.restore.Restorer` and its manifest."""
-    state, config = generator_state(restore)
+    state, r_manifest = generator_state(restore)
+    config = dict(r_manifest.config)
     q_module, q_manifest = load_checkpoint(quality)
     if q_manifest.family != "quality":
         raise ValueError(f"{quality}: a '{q_manifest.family}' checkpoint, not a quality classifier")
@@ -59,7 +60,11 @@ def gated(restore: str | Path, quality: str | Path, low: float, high: float) -> 
     net = build_model("restore", config)
     net.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()}, strict=True)
     net.quality.load_state_dict(q_module.state_dict(), strict=True)
-    return net.eval(), make_manifest("restore", config)
+    manifest = make_manifest("restore", config)
+    manifest.provenance = {"generator": {"source": Path(restore).name, **r_manifest.provenance},
+                           "quality": {"source": Path(quality).name, **q_manifest.provenance},
+                           "gate": {"low": float(low), "high": float(high)}}
+    return net.eval(), manifest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
