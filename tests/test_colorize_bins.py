@@ -119,3 +119,24 @@ def test_bins_schedule_trains_resumes_and_needs_the_bins_head(tmp_path: Path) ->
 def test_colorizer_rejects_an_unknown_head() -> None:
     with pytest.raises(ValueError, match="head must be one of"):
         Colorizer(head="mixture")
+
+
+def test_temperature_is_set_after_training(tmp_path: Path) -> None:
+    from pyfill.export import load_checkpoint, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+    from training.colorize_temperature import with_temperature
+
+    config = {"base": 4, "depth": 1, "disc_base": 4, "disc_layers": 2, "head": "bins", "temperature": 0.38}
+    torch.manual_seed(0)
+    net = build_model("colorize", config)
+    src = save_checkpoint(net, make_manifest("colorize", config), tmp_path / "a.safetensors")
+    out = with_temperature(src, 1.0, tmp_path / "b.safetensors")
+    loaded, manifest = load_checkpoint(out)
+    assert manifest.config["temperature"] == 1.0 and loaded.generator.temperature == 1.0
+    assert manifest.provenance["temperature"] == {"from": 0.38, "to": 1.0}
+    x = torch.rand(1, 3, 32, 32)
+    net.generator.temperature = 1.0
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x)[0].numpy(), net.eval()(x)[0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="> 0"):
+        with_temperature(src, 0.0, tmp_path / "c.safetensors")

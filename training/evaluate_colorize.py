@@ -98,6 +98,38 @@ def critic_auc(checkpoint: str, images: dict[str, np.ndarray], crops: int = 8, s
             **{f"mean_{k}": float(v.mean()) for k, v in s.items()}}
 
 
+def temperature_sweep(checkpoint: str, images: Sequence[np.ndarray],
+                      temperatures: Sequence[float] = (1.0, 0.6, 0.45, 0.38, 0.3)) -> list[dict[str, float]]:
+    """For a ``bins`` colour filling checkpoint: at each annealed-mean temperature, the mean PSNR
+    gain over the gray image (dB) and the mean chroma as a share of the originals', over
+    ``images`` (float (H, W, 3) in [0, 1], cropped to the model's size multiple). Used to choose
+    the shipped temperature on training photographs."""
+    import torch
+
+    from pyfill.export import load_checkpoint
+
+    net, manifest = load_checkpoint(checkpoint)
+    if manifest.config.get("head") != "bins":
+        raise ValueError(f"{checkpoint}: not a 'bins' colour filling model")
+    m = manifest.size.multiple_of
+    rows = []
+    for t in temperatures:
+        net.generator.temperature = float(t)
+        gains, chroma, chroma_orig = [], [], []
+        for img in images:
+            h, w = img.shape[0] // m * m, img.shape[1] // m * m
+            orig = img[:h, :w]
+            with torch.no_grad():
+                fill = net(torch.from_numpy(np.ascontiguousarray(orig.transpose(2, 0, 1)))[None])[0]
+            fill_np = fill[0].permute(1, 2, 0).numpy()
+            gains.append(psnr(fill_np, orig) - psnr(gray_version(orig), orig))
+            chroma.append(mean_chroma(fill_np))
+            chroma_orig.append(mean_chroma(orig))
+        rows.append({"temperature": float(t), "gain": float(np.mean(gains)),
+                     "chroma_share": float(np.mean(chroma) / np.mean(chroma_orig))})
+    return rows
+
+
 def gray_version(rgb: np.ndarray) -> np.ndarray:
     """The image's own L with a = b = 0, as float (H, W, 3) in [0, 1]."""
     from skimage import color
@@ -167,7 +199,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(held out from training)")
     parser.add_argument("--out", help="folder for the example PNGs")
     parser.add_argument("--checkpoint", help="the torch checkpoint (colorize.safetensors): also report the critic's AUC")
+    parser.add_argument("--sweep", metavar="FOLDER",
+                        help="with --checkpoint: PSNR gain and chroma per annealed-mean temperature over the "
+                             "images of FOLDER (every third, shrunk to 400 pixels), instead of the evaluation")
     args = parser.parse_args(argv)
+    if args.sweep:
+        from training.data import list_images, shrink
+
+        if not args.checkpoint:
+            raise SystemExit("--sweep needs --checkpoint")
+        photos = [shrink(load_image_file(p), 400) for p in list_images(args.sweep)[::3]]
+        for row in temperature_sweep(args.checkpoint, photos):
+            print(f"T {row['temperature']:.2f}: PSNR gain {row['gain']:+.2f} dB, chroma {100 * row['chroma_share']:.0f}%")
+        return 0
     engine = Engine(args.model)
     images = {Path(n).stem if Path(n).suffix else n: held_out_image(n) for n in args.images}
     print(markdown_table(evaluate(engine, images, Path(args.out) if args.out else None)))
