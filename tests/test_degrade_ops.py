@@ -138,7 +138,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4"])
-@pytest.mark.parametrize("quality", [50, 60, 75, 90, 95, 100])
+# below 50 libjpeg scales its tables by 5000 / quality, from 50 up by 200 - 2 * quality
+@pytest.mark.parametrize("quality", [5, 10, 25, 49, 50, 60, 75, 90, 95, 100])
 def test_jpeg_matches_pillow(batch: np.ndarray, quality: int, subsampling: str) -> None:
     out = ops.jpeg(batch, quality, subsampling)
     values = [psnr(o, pillow_jpeg(im, quality, subsampling)) for o, im in zip(out, batch)]
