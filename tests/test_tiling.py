@@ -1,0 +1,154 @@
+"""Tiling with runs whose tiles differ, so that the blend window decides the result.
+
+A fully convolutional model gives every tile the same answer a whole-image run gives (the tiles
+carry enough context), and then any blend weights look right. Here every tile's answer is the
+mean of its own input window, different from tile to tile; the raised-cosine blend must then
+move smoothly from one tile's value to the next across each overlap, and equal a tile's value
+where no other tile reaches. Checked on :func:`run_tiled` itself (scale 1 and an x2 upscaler)
+and through the Engine on every backend installed here (an ONNX model built with ``onnx``'s
+helper for ONNX Runtime and OpenVINO, the same function as a torch module for torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyfill.engine.tiling import run_tiled, tile_layout
+from references import engine_backends
+
+
+def mean_run(scale: int):
+    """(B, C, h, w) -> (B, C, s*h, s*w): every tile's value is the mean of its own input."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        m = x.mean(axis=(2, 3), keepdims=True)
+        return np.broadcast_to(m, (*x.shape[:2], x.shape[2] * scale, x.shape[3] * scale)).astype(np.float32)
+
+    return run
+
+
+def ramp_image(h: int, w: int) -> np.ndarray:
+    """(1, 1, h, w) float32: the column index / w, so tiles further right have larger means."""
+    return np.broadcast_to(np.arange(w, dtype=np.float32) / w, (1, 1, h, w)).copy()
+
+
+def check_blend(out: np.ndarray, x: np.ndarray, tile: int, overlap: int, scale: int) -> None:
+    """The blend of per-tile means along a row of tiles: rows agree; each column that only
+    tile i's core covers holds one value c_i (the plateau); and between plateaus i and i + 1 the
+    values rise monotonically from c_i to c_{i+1} with no step above the steepest slope of a
+    raised cosine over ``overlap * scale`` columns, pi / (2 * overlap * scale) of the rise
+    (a window left rising where it should fall steps by about half of it)."""
+    h, w = x.shape[-2:]
+    assert out.shape == (1, 1, h * scale, w * scale)
+    row = out[0, 0, 0].astype(np.float64)
+    np.testing.assert_allclose(out[0, 0], np.broadcast_to(row, out.shape[-2:]), atol=1e-6)
+    xs, tw = tile_layout(w, tile, overlap)
+    assert len(xs) >= 3, "the test needs several tiles across"
+    plateaus = []
+    for i in range(len(xs)):
+        lo = (xs[i - 1] + tw if i > 0 else 0) * scale
+        hi = (xs[i + 1] if i + 1 < len(xs) else w) * scale
+        assert hi - lo >= 2, "every tile keeps columns of its own"
+        np.testing.assert_allclose(row[lo:hi], row[lo], atol=1e-6)
+        plateaus.append((lo, hi, row[lo]))
+    slope = np.pi / (2 * overlap * scale)
+    for (_, end, a), (begin, _, b) in zip(plateaus, plateaus[1:]):
+        assert b > a + 1e-3, "neighbouring tiles' values differ"
+        steps = np.diff(row[end - 1:begin + 1])
+        assert steps.min() >= -1e-6, "the blend never falls between rising tiles"
+        assert steps.max() <= 1.2 * slope * (b - a), (steps.max() / (b - a), slope)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("w, tile, overlap", [(200, 64, 16), (300, 96, 24)])
+def test_run_tiled_blends_differing_tiles_smoothly(w: int, tile: int, overlap: int, scale: int) -> None:
+    x = ramp_image(24, w)
+    out = run_tiled(mean_run(scale), x, tile=tile, overlap=overlap, multiple_of=1)
+    check_blend(out, x, tile, overlap, scale)
+
+
+# ---- through the Engine, every backend --------------------------------------------------------
+def mean_onnx(path: Path, scale: int) -> Path:
+    """An ONNX model y = mean over (H, W) of x, broadcast to (N, C, s*H, s*W), with a pyfill
+    manifest that says it tiles (it does not agree with a whole-image run, which is the point)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from pyfill.manifest import ONNX_METADATA_KEY, Manifest, SizeRequirements, TensorSpec, Tiling
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], keepdims=1, axes=[2, 3]),
+        helper.make_node("Mul", ["x", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "m"], ["b"]),
+        helper.make_node("Resize", ["b", "", "scales"], ["y"], mode="nearest"),
+    ]
+    inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, float(scale), float(scale)])]
+    graph = helper.make_graph(nodes, "tile_mean",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "sh", "sw"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    manifest = Manifest(task="restore", family="tile_mean", config={"scale": scale},
+                        inputs=[TensorSpec("x", "image", 3, "rgb", (0.0, 1.0))],
+                        outputs=[TensorSpec("y", "image", 3, "rgb", (0.0, 1.0))],
+                        size=SizeRequirements(multiple_of=1, min_size=1, scale=scale),
+                        tiling=Tiling(supported=True, tile=64, overlap=16))
+    helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def torch_mean_checkpoint(folder: Path, scale: int) -> Path:
+    """The same function as a pyfill checkpoint of a registered torch architecture."""
+    torch = pytest.importorskip("torch")
+    from pyfill.export import save_checkpoint
+    from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
+    from pyfill.models import Architecture, _REGISTRY, make_manifest, register
+
+    class TileMean(torch.nn.Module):
+        def __init__(self, scale: int) -> None:
+            super().__init__()
+            self.scale = scale
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # a checkpoint holds at least one tensor
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(2, 3), keepdim=True) + 0 * self.unused
+            return m.expand(-1, -1, x.shape[2] * self.scale, x.shape[3] * self.scale)
+
+    def manifest(config: dict, task: str) -> Manifest:
+        return Manifest(task="restore", family="tile_mean", config=config,
+                        inputs=[TensorSpec("x", "image", 3, "rgb", (0.0, 1.0))],
+                        outputs=[TensorSpec("y", "image", 3, "rgb", (0.0, 1.0))],
+                        size=SizeRequirements(multiple_of=1, min_size=1, scale=config["scale"]),
+                        tiling=Tiling(supported=True, tile=64, overlap=16))
+
+    if "tile_mean" not in _REGISTRY:
+        register(Architecture("tile_mean", lambda c: TileMean(c["scale"]), manifest, {"scale": 1}))
+    return save_checkpoint(TileMean(scale), make_manifest("tile_mean", {"scale": scale}), folder / f"tile_mean{scale}")
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("backend", engine_backends())
+def test_engine_tiles_blend_smoothly_on_every_backend(backend: str, scale: int, tmp_path: Path) -> None:
+    """The Engine's tiled run of a model whose tiles differ equals :func:`run_tiled` with the
+    same function in NumPy, and blends smoothly (see :func:`check_blend`)."""
+    from pyfill.engine import Engine
+
+    if backend == "torch":
+        model = torch_mean_checkpoint(tmp_path, scale)
+    else:
+        model = mean_onnx(tmp_path / f"mean{scale}.onnx", scale)
+    engine = Engine(model, backend=backend, precision="fp32", tile=64, tile_overlap=16)
+    h, w = 40, 230
+    gray = ramp_image(h, w)[0, 0]
+    image = np.repeat(gray[..., None], 3, axis=-1)
+    out = engine(image)
+    assert out.shape == (h * scale, w * scale, 3) and out.dtype == np.float32
+    want = run_tiled(mean_run(scale), gray[None, None], tile=64, overlap=16, multiple_of=1)[0, 0]
+    for c in range(3):
+        np.testing.assert_allclose(out[..., c], want, atol=1e-5)
+    check_blend(out[..., 0][None, None], gray[None, None], 64, 16, scale)
