@@ -175,6 +175,31 @@ def test_loop_stops_at_max_rounds_and_carries_d(tmp_path: Path) -> None:
     assert s.done and s.ended["loop"] == "max_rounds" and s.round == 2
 
 
+def test_fixed_batch_steps_lower_each_phases_loss_and_the_phases_turn(tmp_path: Path) -> None:
+    """On one fixed batch: four generator steps lower the generation loss and the fill's L1 to
+    the colour image, then the phase turns to the discriminator, whose four steps lower its
+    error (fills labelled fake: the seed's label r2 starts at D's own answer, with no gradient), then the next round's generator phase begins."""
+    cfg = tiny_config(tmp_path, g_max_steps=4, d_max_steps=4, g_loss_threshold=-1.0, d_loss_threshold=-1.0,
+                      total_threshold=-1.0, real_threshold=-1.0, result_label="fake")
+    cfg["lr_g"] = cfg["lr_d"] = 5e-3
+    s = make(cfg)
+    rgb = ImageSet([], ["astronaut"], 64, 16).random_crops(4, 16, torch.Generator().manual_seed(0))
+
+    def l1() -> float:  # of the fill's a and b to the colour image's
+        with torch.no_grad():
+            return float(torch.nn.functional.l1_loss(C.split_lab(C.colorized(s.net, rgb)[0])[1], C.split_lab(rgb)[1]))
+
+    before, phases, g_losses = l1(), [], []
+    for _ in range(4):
+        phases.append(s.phase)
+        g_losses.append(s.step(rgb)["loss_g"])
+    assert phases == ["generator"] * 4 and (s.phase, s.round) == ("discriminator", 0)
+    assert g_losses[-1] < g_losses[0] and l1() < before
+    d_losses = [s.step(rgb)["loss_d"] for _ in range(4)]
+    assert d_losses[-1] < d_losses[0]
+    assert (s.phase, s.round, s.phase_step) == ("generator", 1, 0)
+
+
 def test_difference_generation_loss(tmp_path: Path) -> None:
     s = make(tiny_config(tmp_path, gen_loss="difference"))
     r1, r2 = torch.tensor([[0.9], [0.7]]), torch.tensor([[0.4], [0.2]])
@@ -224,6 +249,37 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     out = Path(cut["out"])
     for name in ("losses.png", "colorize.safetensors", "colorize.json", "checkpoints/step_00000006/state.safetensors"):
         assert (out / name).is_file(), name
+
+
+PHASES = {"g_max_steps": 2, "d_max_steps": 2, "max_rounds": 2,
+          "g_loss_threshold": -1.0, "d_loss_threshold": -1.0, "total_threshold": -1.0}  # phases end on their caps
+
+
+@pytest.fixture(scope="module")
+def uncut_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return C.train({**tiny_config(tmp_path_factory.mktemp("uncut"), **PHASES), "max_steps": 12, "checkpoint_every": 100})
+
+
+@pytest.mark.parametrize("cut", [3, 5, 7])
+def test_resume_cut_inside_every_phase_continues_exactly(tmp_path: Path, cut: int, uncut_run: dict) -> None:
+    """Phases of 2 generator and 2 discriminator steps, at most 2 rounds: a run cut inside the
+    discriminator phase of round 0 (step 3), the generator phase of round 1 (step 5) and the
+    discriminator phase of round 1 (step 7) and resumed logs the same rounds and losses as an
+    uncut run, ends at the same step for the same reason (``max_rounds``), with the same
+    weights."""
+    straight = uncut_run
+    assert straight["steps"] == 8 and straight["ended"]["loop"] == "max_rounds"
+    part = {**tiny_config(tmp_path, **PHASES), "checkpoint_every": 1}
+    C.train({**part, "max_steps": cut})
+    resumed = C.train({**part, "max_steps": 12}, resume=True)
+    assert resumed["steps"] == 8 and resumed["ended"] == straight["ended"]
+    assert same(params(resumed["model"]), params(straight["model"]))
+    want = H.read_csv_log(Path(straight["out"]) / "log.csv")
+    got = H.read_csv_log(Path(part["out"]) / "log.csv")
+    assert [float(r["round"]) for r in got] == [float(r["round"]) for r in want] == [0, 0, 0, 0, 1, 1, 1, 1]
+    for a, b in zip(got, want):
+        for field in ("loss_g", "loss_d"):
+            assert a[field] == b[field], (field, a, b)
 
 
 def test_deterministic_seeding(tmp_path: Path) -> None:
