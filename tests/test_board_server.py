@@ -230,7 +230,7 @@ def test_oversized_body_and_unknown_paths(board):
     assert response.status == 413 and "exceeds" in json.loads(response.read())["error"]
     conn.close()
     for path in ("/api/nothing", "/static/../server.py", "/api/templates/../../cli.png", "/api/templates/nope.png"):
-        with pytest.raises(urllib.error.HTTPError) as info:
+        with pytest.raises(urllib.error.HTTPError, match="HTTP Error 404") as info:
             get(board, path)
         assert info.value.code == 404 and json.loads(info.value.read())["error"]
     assert get(board, "/")[0] == 200
