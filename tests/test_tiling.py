@@ -62,6 +62,27 @@ def check_blend(out: np.ndarray, x: np.ndarray, tile: int, overlap: int, scale: 
         assert steps.max() <= 1.2 * slope * (b - a), (steps.max() / (b - a), slope)
 
 
+def test_tile_layout_is_the_fewest_evenly_spread_tiles_that_cover() -> None:
+    """Checked against its definition on a grid of lengths, tile sizes and overlaps: the tiles
+    cover [0, length), neighbours overlap by at least ``overlap``, no tile is larger than
+    ``tile``, one tile fewer of the largest size could not cover, the starts are evenly spread
+    (steps differ by at most one pixel) and the size is the smallest that covers with that many."""
+    for length in range(1, 140):
+        for tile in (8, 16, 33, 64):
+            for overlap in (0, 1, 4, tile // 4, tile // 2 - 1):
+                starts, size = tile_layout(length, tile, overlap)
+                n = len(starts)
+                assert 1 <= size <= min(tile, length) and starts[0] == 0 and starts[-1] + size == length
+                if n == 1:
+                    assert size == length and length <= tile
+                    continue
+                steps = np.diff(starts)
+                assert steps.min() >= 1 and size - steps.max() >= overlap, (length, tile, overlap)
+                assert steps.max() - steps.min() <= 1
+                assert (n - 1) * (tile - overlap) + overlap < length, "one tile fewer would do"
+                assert (n - 1) * (size - 1 - overlap) + size - 1 < length, "a smaller tile would do"
+
+
 @pytest.mark.parametrize("scale", [1, 2])
 @pytest.mark.parametrize("w, tile, overlap", [(200, 64, 16), (300, 96, 24)])
 def test_run_tiled_blends_differing_tiles_smoothly(w: int, tile: int, overlap: int, scale: int) -> None:
