@@ -55,11 +55,16 @@ def check_blend(out: np.ndarray, x: np.ndarray, tile: int, overlap: int, scale: 
         np.testing.assert_allclose(row[lo:hi], row[lo], atol=1e-6)
         plateaus.append((lo, hi, row[lo]))
     slope = np.pi / (2 * overlap * scale)
+    ramp = overlap * scale
     for (_, end, a), (begin, _, b) in zip(plateaus, plateaus[1:]):
         assert b > a + 1e-3, "neighbouring tiles' values differ"
         steps = np.diff(row[end - 1:begin + 1])
         assert steps.min() >= -1e-6, "the blend never falls between rising tiles"
         assert steps.max() <= 1.2 * slope * (b - a), (steps.max() / (b - a), slope)
+        if begin - end == ramp:  # the two windows span the same columns: a raised cosine from a to b
+            k = np.arange(ramp)
+            np.testing.assert_allclose(row[end:begin], a + (b - a) * (0.5 - 0.5 * np.cos(np.pi * (k + 0.5) / ramp)),
+                                       atol=1e-5)
 
 
 def test_tile_layout_is_the_fewest_evenly_spread_tiles_that_cover() -> None:
@@ -83,12 +88,49 @@ def test_tile_layout_is_the_fewest_evenly_spread_tiles_that_cover() -> None:
                 assert (n - 1) * (size - 1 - overlap) + size - 1 < length, "a smaller tile would do"
 
 
+def effective(tile: int, overlap: int, multiple_of: int) -> tuple[int, int]:
+    """The tile and overlap :func:`run_tiled` uses: the tile floored to a multiple of
+    ``multiple_of`` (at least one multiple), the overlap at most half of it."""
+    tile = max(multiple_of, tile // multiple_of * multiple_of)
+    return tile, min(overlap, tile // 2)
+
+
 @pytest.mark.parametrize("scale", [1, 2])
-@pytest.mark.parametrize("w, tile, overlap", [(200, 64, 16), (300, 96, 24)])
-def test_run_tiled_blends_differing_tiles_smoothly(w: int, tile: int, overlap: int, scale: int) -> None:
-    x = ramp_image(24, w)
-    out = run_tiled(mean_run(scale), x, tile=tile, overlap=overlap, multiple_of=1)
-    check_blend(out, x, tile, overlap, scale)
+@pytest.mark.parametrize("h, w, tile, overlap, multiple_of", [
+    (24, 200, 64, 16, 1), (150, 300, 96, 24, 1), (150, 200, 60, 12, 8), (70, 260, 64, 30, 1)])
+def test_run_tiled_blends_differing_tiles_smoothly(h: int, w: int, tile: int, overlap: int, multiple_of: int,
+                                                   scale: int) -> None:
+    x = ramp_image(h, w)
+    out = run_tiled(mean_run(scale), x, tile=tile, overlap=overlap, multiple_of=multiple_of)
+    check_blend(out, x, *effective(tile, overlap, multiple_of), scale)
+
+
+@pytest.mark.parametrize("tile, overlap, multiple_of", [(48, 12, 1), (48, 12, 8), (33, 30, 1), (60, 40, 8)])
+def test_each_tile_sees_its_core_and_context_on_the_stride_grid(tile: int, overlap: int, multiple_of: int) -> None:
+    """The window each tile runs on starts on the ``multiple_of`` grid, at most ``overlap`` plus
+    one grid step before its core, and reaches ``overlap`` past it (or the image's edge); an
+    identity run blends back to the input whatever the overlap (here also above half a tile)."""
+    h, w = 100, 190
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = np.stack([rows, cols])[None]  # every pixel holds its own coordinates
+    windows: list[tuple[int, int, int, int]] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        for b in batch:
+            windows.append((int(b[0, 0, 0]), int(b[1, 0, 0]), int(b[0, -1, -1]) + 1, int(b[1, -1, -1]) + 1))
+        return batch
+
+    out = run_tiled(run, x, tile=tile, overlap=overlap, multiple_of=multiple_of)
+    np.testing.assert_allclose(out, x, atol=1e-4)  # an identity run blends back to the input
+    t, ov = effective(tile, overlap, multiple_of)
+    (ys, th), (xs, tw) = tile_layout(h, t, ov), tile_layout(w, t, ov)
+    assert len(ys) > 1 and len(xs) > 1
+
+    def start(core: int) -> int:  # the last grid point at or before the context's start
+        return max(0, (core - ov) // multiple_of * multiple_of)
+
+    want = [(start(cy), start(cx), min(h, cy + th + ov), min(w, cx + tw + ov)) for cy in ys for cx in xs]
+    assert sorted(windows) == sorted(want)
 
 
 # ---- through the Engine, every backend --------------------------------------------------------
