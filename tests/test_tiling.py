@@ -98,11 +98,57 @@ def effective(tile: int, overlap: int, multiple_of: int) -> tuple[int, int]:
 @pytest.mark.parametrize("scale", [1, 2])
 @pytest.mark.parametrize("h, w, tile, overlap, multiple_of", [
     (24, 200, 64, 16, 1), (150, 300, 96, 24, 1), (150, 200, 60, 12, 8), (70, 260, 64, 30, 1)])
+@pytest.mark.parametrize("axis", ["columns", "rows"])
 def test_run_tiled_blends_differing_tiles_smoothly(h: int, w: int, tile: int, overlap: int, multiple_of: int,
-                                                   scale: int) -> None:
+                                                   scale: int, axis: str) -> None:
+    """Along the columns, and transposed (the image rising down its rows) for the vertical blend."""
     x = ramp_image(h, w)
-    out = run_tiled(mean_run(scale), x, tile=tile, overlap=overlap, multiple_of=multiple_of)
+    if axis == "rows":
+        out = run_tiled(mean_run(scale), np.ascontiguousarray(x.transpose(0, 1, 3, 2)), tile=tile, overlap=overlap,
+                        multiple_of=multiple_of).transpose(0, 1, 3, 2)
+    else:
+        out = run_tiled(mean_run(scale), x, tile=tile, overlap=overlap, multiple_of=multiple_of)
     check_blend(out, x, *effective(tile, overlap, multiple_of), scale)
+
+
+def test_run_tiled_on_torch_tensors_equals_numpy() -> None:
+    """Torch input (the Engine's path for CUDA tensors) blends like NumPy input, in its dtype."""
+    torch = pytest.importorskip("torch")
+    x = ramp_image(90, 150) + ramp_image(150, 90).transpose(0, 1, 3, 2)
+    want = run_tiled(mean_run(2), x, tile=48, overlap=12, multiple_of=4)
+
+    def run(t):
+        m = t.mean(dim=(2, 3), keepdim=True)
+        return m.expand(-1, -1, t.shape[2] * 2, t.shape[3] * 2)
+
+    got = run_tiled(run, torch.from_numpy(x), tile=48, overlap=12, multiple_of=4)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+
+
+def test_run_tiled_batches_at_most_max_batch_and_reports_progress() -> None:
+    """Every call gets at most ``max_batch`` tiles per image, all tiles run once, the result is
+    the same for any batch size, and ``progress(done, total)`` counts up to the tile count."""
+    x = ramp_image(100, 170) + ramp_image(170, 100).transpose(0, 1, 3, 2)
+    x = np.concatenate([x, 1 - x])  # two images: tiles batch per image
+    results = []
+    for max_batch in (1, 3, 8):
+        sizes: list[int] = []
+        calls: list[tuple[int, int]] = []
+
+        def run(b: np.ndarray) -> np.ndarray:
+            sizes.append(len(b))
+            return mean_run(1)(b)
+
+        results.append(run_tiled(run, x, tile=40, overlap=10, multiple_of=1, max_batch=max_batch,
+                                 progress=lambda done, total: calls.append((done, total))))
+        (ys, _), (xs, _) = tile_layout(100, 40, 10), tile_layout(170, 40, 10)
+        total = len(ys) * len(xs)
+        assert max(sizes) <= 2 * max_batch and sum(sizes) == 2 * total
+        assert [c[1] for c in calls] == [total] * len(calls) and calls[-1][0] == total
+        assert all(b[0] > a[0] for a, b in zip(calls, calls[1:]))
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], atol=1e-6)
 
 
 @pytest.mark.parametrize("tile, overlap, multiple_of", [(48, 12, 1), (48, 12, 8), (33, 30, 1), (60, 40, 8)])
