@@ -45,6 +45,15 @@ def test_hinge_losses_by_hand() -> None:
     # scale 1: relu(1)=1; relu(2)=2; sum 3. Mean over scales: 1.875.
     assert float(G.hinge_d(real, fake)) == pytest.approx(1.875)
     assert float(G.hinge_g(fake)) == pytest.approx((1.0 + -1.0) / 2)
+    # the generator's loss falls as D's fake logits rise: -(1.5) and -(-0.5), averaged
+    assert float(G.hinge_g([torch.tensor([2.0, 1.0]), torch.tensor([-0.5])])) == pytest.approx((-1.5 + 0.5) / 2)
+
+
+def test_one_hot_has_every_class_even_when_the_labels_miss_some() -> None:
+    labels = torch.tensor([[[0, 3], [3, 1]]])
+    seg = G.one_hot(labels, 8)
+    assert seg.shape == (1, 8, 2, 2) and seg.dtype == torch.float32
+    assert torch.equal(seg.argmax(1), labels) and float(seg[:, 4:].abs().sum()) == 0.0
 
 
 def test_feature_matching_skips_logits_and_averages_scales() -> None:
