@@ -47,7 +47,7 @@ class Group:
 
 
 GROUPS: dict[str, Group] = {
-    "tiling": Group(("pyfill/engine/tiling.py",), ("tests/test_tiling.py",), "run_tiled or layout"),
+    "tiling": Group(("pyfill/engine/tiling.py",), ("tests/test_tiling.py",), "run_tiled or layout or grid"),
     "losses": Group(("training/generate.py",), ("tests/test_generate_training.py",), "hinge or feature or widen",
                     ("training.generate.x_hinge_d*", "training.generate.x_hinge_g*",
                      "training.generate.x_feature_matching*", "training.generate.x_one_hot*")),
