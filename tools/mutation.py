@@ -52,7 +52,7 @@ GROUPS: dict[str, Group] = {
                     ("training.generate.x_hinge_d*", "training.generate.x_hinge_g*",
                      "training.generate.x_feature_matching*", "training.generate.x_one_hot*")),
     "ops": Group(("pyfill/ops/convert.py", "pyfill/ops/_arrays.py"), ("tests/test_convert_ops.py", "tests/test_degrade_ops.py"),
-                 "not cuda and not torch"),
+                 "not cuda"),
     "manifest": Group(("pyfill/manifest.py",), ("tests/test_runtime2.py", "tests/test_engine_default_install.py"),
                       "manifest or schema or kinds or format"),
     "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
