@@ -48,7 +48,7 @@ class Group:
 
 GROUPS: dict[str, Group] = {
     "tiling": Group(("pyfill/engine/tiling.py",), ("tests/test_tiling.py",), "run_tiled or layout or grid"),
-    "losses": Group(("training/generate.py",), ("tests/test_generate_training.py",), "hinge or feature or widen",
+    "losses": Group(("training/generate.py",), ("tests/test_generate_training.py",), "hinge or feature or widen or one_hot",
                     ("training.generate.x_hinge_d*", "training.generate.x_hinge_g*",
                      "training.generate.x_feature_matching*", "training.generate.x_one_hot*")),
     "ops": Group(("pyfill/ops/convert.py",), ("tests/test_convert_ops.py",)),
@@ -150,6 +150,52 @@ def survivors(folder: Path) -> str:
     return out.stdout
 
 
+PYTEST_RUNNER = textwrap.dedent("""\
+    import sys
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "ScikitBuildRedirectingFinder"]
+    sys.path.insert(0, ".")
+    import pytest
+    sys.exit(pytest.main(sys.argv[1:]))
+    """)
+
+
+def recheck(name: str, group: Group, work: Path, env: dict[str, str]) -> dict[str, object]:
+    """Run the checkout's current tests against each mutant that survived the last run of
+    ``group``: the mutant is written into the scratch copy's source (``mutmut apply``), the
+    group's tests run there, the source is restored. Returns the survivors now killed and those
+    still alive."""
+    folder = work / name
+    from mutmut.stats import status_by_exit_code
+
+    alive = []
+    for file in group.files:
+        meta = folder / "mutants" / f"{file}.meta"
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
+        alive += [k for k, v in codes.items() if status_by_exit_code[v] == "survived"
+                  and (not group.mutants or any(_matches(k, g) for g in group.mutants))]
+    shutil.rmtree(folder / "tests")
+    shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "run_pytest.py").write_text(PYTEST_RUNNER)
+    args = ["-p", "no:cacheprovider", "-q", "-x", "--reruns", "0", *group.tests] + (["-k", group.select] if group.select else [])
+    for file in group.files:
+        shutil.copy2(ROOT / file, folder / file)
+    clean = subprocess.run(["nice", "-n", "10", sys.executable, "run_pytest.py", *args], cwd=folder, env=env,
+                           capture_output=True, text=True)
+    if clean.returncode != 0:
+        raise RuntimeError(f"{name}: the tests fail on the unmutated code:\n{clean.stdout[-3000:]}")
+    killed, survived = [], []
+    for mutant in alive:
+        for file in group.files:
+            shutil.copy2(ROOT / file, folder / file)
+        subprocess.run([sys.executable, "run_mutmut.py", "apply", mutant], cwd=folder, capture_output=True, check=True)
+        result = subprocess.run(["nice", "-n", "10", sys.executable, "run_pytest.py", *args], cwd=folder, env=env,
+                                capture_output=True, text=True)
+        (killed if result.returncode != 0 else survived).append(mutant)
+    for file in group.files:
+        shutil.copy2(ROOT / file, folder / file)
+    return {"rechecked": len(alive), "killed_now": killed, "still_alive": survived}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Mutation testing of pyfill with mutmut, module group by group.")
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: all): {', '.join(GROUPS)}")
@@ -157,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON scores (default: WORK/scores.json)")
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run the current tests against the survivors of the last run of each group (after triage)")
     args = parser.parse_args(argv)
     if args.list:
         for name, g in GROUPS.items():
@@ -170,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYFILL_THREADS": "1"}
     for name in args.groups or list(GROUPS):
         group = GROUPS[name]
+        if args.recheck:
+            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env)
+            out.write_text(json.dumps(scores, indent=2))
+            r = scores[name]["recheck"]
+            print(name, f"rechecked {r['rechecked']}: killed now {len(r['killed_now'])}, still alive "
+                        f"{len(r['still_alive'])}", flush=True)
+            continue
         folder = prepare(name, group, args.work)
         start = time.time()
         cmd = ["nice", "-n", str(args.nice), sys.executable, "run_mutmut.py", "run", "--max-children", "1", *group.mutants]
