@@ -90,3 +90,49 @@ def test_refusals_name_the_file_and_the_field(tmp_path: Path) -> None:
         Manifest.from_dict({**fixed_manifest().to_dict(), "size": {**fixed_manifest().to_dict()["size"], "fixed": [96]}})
     with pytest.raises(ManifestError, match="manifest is not valid JSON"):
         Manifest.from_json("{")
+
+
+def test_size_requirements_accept_the_smallest_values_and_refuse_each_field_below() -> None:
+    ok = SizeRequirements(multiple_of=1, min_size=1, scale=1, max_size=1)
+    assert (ok.multiple_of, ok.min_size, ok.scale, ok.max_size, ok.resize) == (1, 1, 1, 1, "pad")
+    for bad in ({"multiple_of": 0}, {"min_size": 0}, {"scale": 0}):
+        with pytest.raises(ManifestError, match=r"^size: multiple_of, min_size and scale must be >= 1$"):
+            SizeRequirements(**bad)
+    with pytest.raises(ManifestError, match=r"^size: max_size 7 is below min_size 8$"):
+        SizeRequirements(min_size=8, max_size=7)
+    with pytest.raises(ManifestError, match=r"^size.resize must be one of .*got 'crop'$"):
+        SizeRequirements(resize="crop")  # type: ignore[arg-type]
+
+
+def test_tiling_accepts_the_smallest_values_and_refuses_each_field_below() -> None:
+    assert (Tiling(tile=1, overlap=0).tile, Tiling(tile=1, overlap=0).overlap) == (1, 0)
+    for bad in ({"tile": 0}, {"overlap": -1}):
+        with pytest.raises(ManifestError, match=r"^tiling: tile must be >= 1 and overlap >= 0$"):
+            Tiling(**bad)
+
+
+def test_a_manifest_needs_inputs_outputs_and_unique_names() -> None:
+    m = fixed_manifest()
+    for inputs, outputs in (([], m.outputs), (m.inputs, [])):
+        with pytest.raises(ManifestError, match=r"^a manifest needs at least one input and one output$"):
+            Manifest(task="restore", family="x", config={}, inputs=inputs, outputs=outputs)
+    with pytest.raises(ManifestError, match=r"^tensor names must be unique, got \['labels', 'image', 'image'\]$"):
+        Manifest(task="restore", family="x", config={}, inputs=m.inputs,
+                 outputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))])
+
+
+def test_the_writing_pyfill_version_is_recorded_unless_given() -> None:
+    import pyfill
+
+    assert fixed_manifest().pyfill_version == pyfill.__version__
+    d = {**fixed_manifest().to_dict(), "pyfill_version": "0.0.1"}
+    assert Manifest.from_dict(d).pyfill_version == "0.0.1"
+
+
+def test_format_1_sizes_stretch_only_fixed_sizes() -> None:
+    d = fixed_manifest().to_dict()
+    fixed_v1 = {k: v for k, v in d["size"].items() if k != "resize"}
+    assert Manifest.from_dict({**d, "format_version": 1, "size": fixed_v1}).size.resize == "stretch"
+    free_v1 = {**fixed_v1, "fixed": None}
+    assert Manifest.from_dict({**d, "format_version": 1, "size": free_v1}).size.resize == "pad"
+    assert Manifest.from_dict(d).size.resize == "letterbox"  # a stated policy is kept
