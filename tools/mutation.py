@@ -55,7 +55,7 @@ GROUPS: dict[str, Group] = {
     "arrays": Group(("pyfill/ops/_arrays.py",), ("tests/test_degrade_ops.py",), "bad or torch or seed"),
     "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_runtime2.py",
                                                  "tests/test_engine_default_install.py"),
-                      "manifest or schema or kinds or format or fixed or lookups or refusals or round_trips or size or tiling or version"),
+                      "manifest or schema or kinds or format or foreign or bad_model"),
     "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
                        "phase or select or fixed_batch or threshold or rounds or difference or frozen",
                        ("training.colorize.xǁPhasedScheduleǁ*", "training.colorize.x_select_fooled*",
