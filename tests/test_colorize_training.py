@@ -200,6 +200,34 @@ def test_fixed_batch_steps_lower_each_phases_loss_and_the_phases_turn(tmp_path: 
     assert (s.phase, s.round, s.phase_step) == ("generator", 1, 0)
 
 
+@pytest.mark.parametrize("steps", [1, 3, 5])
+def test_schedule_state_round_trips_with_phase_and_frozen_networks(tmp_path: Path, steps: int) -> None:
+    """The phased schedule's state (round, phase, step in phase, last losses, why phases ended)
+    loads into a fresh schedule, which then freezes the network the phase keeps still; taken in
+    the generator phase (1 step), the discriminator phase (3) and round 1 (5)."""
+    cfg = tiny_config(tmp_path, g_max_steps=2, d_max_steps=2, g_loss_threshold=-1.0, d_loss_threshold=-1.0,
+                      total_threshold=-1.0)
+    s = make(cfg)
+    for i in range(steps):
+        s.step(batch(i))
+    state = s.state_dict()
+    want = {1: ("generator", 0, 1), 3: ("discriminator", 0, 1), 5: ("generator", 1, 1)}[steps]
+    assert (state["phase"], state["round"], state["phase_step"]) == want and state["done"] is False
+    other = make(cfg, seed=5)
+    other.load_state_dict(json_round_trip(state))
+    assert other.state_dict() == state
+    g_frozen = not any(p.requires_grad for p in other.net.generator.parameters())
+    d_frozen = not any(p.requires_grad for p in other.net.discriminator.parameters())
+    assert (g_frozen, d_frozen) == ((False, True) if want[0] == "generator" else (True, False))
+    assert not any(p.requires_grad for p in other.target_d.parameters())
+
+
+def json_round_trip(state: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(state))
+
+
 def test_difference_generation_loss(tmp_path: Path) -> None:
     s = make(tiny_config(tmp_path, gen_loss="difference"))
     r1, r2 = torch.tensor([[0.9], [0.7]]), torch.tensor([[0.4], [0.2]])
