@@ -58,7 +58,7 @@ GROUPS: dict[str, Group] = {
                       "manifest or schema or kinds or format or foreign or bad_model"),
     "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
                        "frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
-                       "or difference or alternating or round_trips_with_phase",
+                       "or difference or alternating or round_trips_with_phase or discrimination_error",
                        ("training.colorize.xǁPhasedScheduleǁ*", "training.colorize.x_select_fooled*",
                         "training.colorize.x_split_lab*")),
     "geometry": Group(("pyfill/engine/geometry.py",), ("tests/test_references.py", "tests/test_runtime2.py"),
