@@ -53,9 +53,8 @@ GROUPS: dict[str, Group] = {
                      "training.generate.x_feature_matching*", "training.generate.x_one_hot*")),
     "ops": Group(("pyfill/ops/convert.py",), ("tests/test_convert_ops.py",)),
     "arrays": Group(("pyfill/ops/_arrays.py",), ("tests/test_degrade_ops.py",), "bad or torch or seed"),
-    "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_runtime2.py",
-                                                 "tests/test_engine_default_install.py"),
-                      "manifest or schema or kinds or format or foreign or bad_model"),
+    "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_engine_default_install.py"),
+                      "manifest or foreign or bad_model"),
     "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
                        "frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
                        "or difference or alternating or round_trips_with_phase or discrimination_error",
