@@ -222,24 +222,32 @@ def test_schedule_state_round_trips_with_phase_and_frozen_networks(tmp_path: Pat
     assert not any(p.requires_grad for p in other.target_d.parameters())
 
 
-@pytest.mark.parametrize("distance", ["l1", "l2"])
-def test_discrimination_error_is_the_image_distance_of_the_selected_samples(tmp_path: Path, distance: str) -> None:
+@pytest.mark.parametrize(("distance", "n"), [("l1", 4), ("l2", 4), ("l1", 1)])
+def test_discrimination_error_is_the_image_distance_of_the_selected_samples(tmp_path: Path, distance: str,
+                                                                            n: int) -> None:
     """With ``result_weight`` 0 the discriminator phase's error is ``image_weight`` times the
     mean over the selected samples of each sample's mean |fill - ab| (l1) or (fill - ab)^2 (l2),
-    computed here from G's prediction directly."""
+    computed here from G's prediction directly; r2 and r3 are logged as the target and current
+    discriminators' mean realness of the fills."""
+    from pyfill.models.colorize import realness
+
     cfg = tiny_config(tmp_path, g_max_steps=1, image_distance=distance, image_weight=2.0, result_weight=0.0,
                       real_threshold=-1.0, g_loss_threshold=-1.0)
     s = make(cfg)
-    rgb = batch(3)
+    rgb = batch(3, n)
     s.step(rgb)
     assert s.phase == "discriminator"
     l_norm, ab = C.split_lab(rgb)
     with torch.no_grad():
-        diff = s.net.generator(l_norm) - ab
+        fill = s.net.generator(l_norm)
+        r2 = float(realness(s.target_d(l_norm, fill)).mean())
+        r3 = float(realness(s.net.discriminator(l_norm, fill)).mean())
+    diff = fill - ab
     per_sample = (diff.abs() if distance == "l1" else diff**2).mean(dim=(1, 2, 3))
     logs = s.step(rgb)
-    assert s.last_selection.all()
+    assert s.last_selection.all() and logs["selected"] == 1.0
     assert logs["loss_d"] == pytest.approx(2.0 * float(per_sample.mean()), rel=1e-5)
+    assert logs["r2"] == pytest.approx(r2, rel=1e-5) and logs["r3"] == pytest.approx(r3, rel=1e-5)
 
 
 def json_round_trip(state: dict) -> dict:
