@@ -108,7 +108,17 @@ def test_run_tiled_blends_differing_tiles_smoothly(h: int, w: int, tile: int, ov
                         multiple_of=multiple_of).transpose(0, 1, 3, 2)
     else:
         out = run_tiled(mean_run(scale), x, tile=tile, overlap=overlap, multiple_of=multiple_of)
+    assert out.dtype == np.float32
     check_blend(out, x, *effective(tile, overlap, multiple_of), scale)
+
+
+def test_run_tiled_keeps_a_torch_tensors_dtype() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(ramp_image(60, 150).astype(np.float64))
+    got = run_tiled(lambda t: t.mean(dim=(2, 3), keepdim=True).expand_as(t), x, tile=48, overlap=12, multiple_of=1)
+    assert got.dtype == torch.float64
+    want = run_tiled(mean_run(1), x.numpy().astype(np.float32), tile=48, overlap=12, multiple_of=1)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
 
 def test_run_tiled_on_torch_tensors_equals_numpy() -> None:
