@@ -250,12 +250,15 @@ def test_discrimination_error_is_the_image_distance_of_the_selected_samples(tmp_
     assert logs["r2"] == pytest.approx(r2, rel=1e-5) and logs["r3"] == pytest.approx(r3, rel=1e-5)
 
 
-def test_discrimination_error_counts_only_the_selected_samples(tmp_path: Path) -> None:
+@pytest.mark.parametrize("term", ["image", "result"])
+def test_discrimination_error_counts_only_the_selected_samples(tmp_path: Path, term: str) -> None:
     """With the threshold just below the best-fooling sample's r2 only that sample is selected:
-    the error is its own image distance, r3 its own realness, and the share selected 1/4."""
+    the error is its own image distance (or its own BCE(r3, r2), written out here), r3 its own
+    realness, and the share selected 1/4."""
     from pyfill.models.colorize import realness
 
-    cfg = tiny_config(tmp_path, g_max_steps=1, image_weight=2.0, result_weight=0.0, g_loss_threshold=-1.0)
+    weights = {"image_weight": 2.0, "result_weight": 0.0} if term == "image" else {"image_weight": 0.0, "result_weight": 1.0}
+    cfg = tiny_config(tmp_path, g_max_steps=1, g_loss_threshold=-1.0, **weights)
     s = make(cfg)
     rgb = batch(4)
     s.step(rgb)
@@ -268,8 +271,11 @@ def test_discrimination_error_counts_only_the_selected_samples(tmp_path: Path) -
     s.p["real_threshold"] = float(r2.sort().values[-2])
     logs = s.step(rgb)
     assert s.last_selection.tolist() == [i == best for i in range(4)] and logs["selected"] == 0.25
-    assert logs["loss_d"] == pytest.approx(2.0 * float((fill[best] - ab[best]).abs().mean()), rel=1e-5)
-    assert logs["r3"] == pytest.approx(float(r3[best]), rel=1e-5)
+    p, q = float(r3[best]), float(r2[best])
+    want = 2.0 * float((fill[best] - ab[best]).abs().mean()) if term == "image" else \
+        -(q * np.log(p) + (1 - q) * np.log(1 - p))
+    assert logs["loss_d"] == pytest.approx(want, rel=1e-4)
+    assert logs["r3"] == pytest.approx(p, rel=1e-5)
 
 
 def json_round_trip(state: dict) -> dict:
