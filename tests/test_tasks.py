@@ -185,13 +185,13 @@ def test_cli_says_an_animated_gif_loses_frames(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_backend_help_lists_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^0$"):
         main(["restore", "--help"])
     assert "auto, tensorrt, torch, openvino, onnxruntime" in capsys.readouterr().out
 
 
 def test_help_lists_the_systems_that_exist(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^0$"):
         main(["--help"])
     out = capsys.readouterr().out
     for command in ("demo", "restore", "colorize", "generate", "board", "swap", "video", "models"):
