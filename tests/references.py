@@ -54,13 +54,46 @@ def module_from_onnx(path: str | Path) -> tuple[Any, Manifest]:
     assert manifest is not None, f"{path} has no pyfill manifest"
     module = build_model(manifest.family, manifest.config).eval()
     state = module.state_dict()
-    weights = {k: v for k, v in onnx_weights(path).items() if k in state}
+    every = onnx_weights(path)
+    weights = {k: v for k, v in every.items() if k in state}
     assert weights, f"{path}: no initializer is named like a parameter of the {manifest.family} module"
     for name, value in weights.items():
         assert tuple(state[name].shape) == value.shape, name
         state[name] = torch.from_numpy(value.copy())
+    _unfold_conv_batchnorm(module, state, weights, every)
     module.load_state_dict(state)
     return module, manifest
+
+
+def _unfold_conv_batchnorm(module: Any, state: dict[str, Any], named: dict[str, np.ndarray],
+                           every: dict[str, np.ndarray]) -> None:
+    """Undo the exporter's folding of eval-mode BatchNorm into the convolution before it: such
+    pairs leave unnamed ``onnx::Conv_<n>`` (weight, bias) initializers in graph order, and the
+    module's Conv2d -> BatchNorm2d pairs whose weights are not in the file get them in module
+    order, with the BatchNorm set to the identity (weight 1, bias 0, mean 0, var 1 - eps)."""
+    import torch
+    from torch import nn
+
+    folded = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in every.items()
+                    if k.startswith("onnx::Conv_") and k.rsplit("_", 1)[1].isdigit())
+    pairs = [(folded[i][1], folded[i + 1][1]) for i in range(0, len(folded) - 1, 2)
+             if folded[i][1].ndim == 4 and folded[i + 1][1].ndim == 1]
+    targets = []
+    for name, child in module.named_modules():
+        if isinstance(child, nn.Sequential):
+            items = list(child.named_children())
+            for (cname, conv), (bname, bn) in zip(items, items[1:]):
+                prefix = f"{name}.{cname}" if name else cname
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and f"{prefix}.weight" not in named:
+                    targets.append((prefix, f"{name}.{bname}" if name else bname, bn.eps))
+    assert len(pairs) >= len(targets), f"{len(targets)} folded conv-BN pairs expected, {len(pairs)} found"
+    for (conv, bn, eps), (weight, bias) in zip(targets, pairs):
+        assert tuple(state[f"{conv}.weight"].shape) == weight.shape, conv
+        state[f"{conv}.weight"] = torch.from_numpy(weight.copy())
+        state[f"{conv}.bias"] = torch.from_numpy(bias.copy())
+        size = weight.shape[0]
+        state[f"{bn}.weight"], state[f"{bn}.bias"] = torch.ones(size), torch.zeros(size)
+        state[f"{bn}.running_mean"], state[f"{bn}.running_var"] = torch.zeros(size), torch.full((size,), 1.0 - eps)
 
 
 def run_module(module: Any, feeds: list[np.ndarray]) -> list[np.ndarray]:

@@ -293,7 +293,7 @@ def test_cli_token_and_allowed_host(tmp_path):
         assert len(token) >= 40
         with urllib.request.urlopen(f"{base}/api/templates?token={token}", timeout=60) as r:
             assert json.loads(r.read())["templates"]
-        with pytest.raises(urllib.error.HTTPError) as info:
+        with pytest.raises(urllib.error.HTTPError, match="403") as info:
             urllib.request.urlopen(f"{base}/api/templates", timeout=60)
         assert info.value.code == 403
         port = int(base.rsplit(":", 1)[1])

@@ -72,7 +72,8 @@ def model_inputs(name: str, manifest) -> tuple[dict, list[np.ndarray]]:
         latent = stroke_grid_latent(stroke_grid(strokes, strokes.any(-1), tuple(vec.derive["grid"])))
         onehot = np.eye(spec.classes, dtype=np.float32)[labels].transpose(2, 0, 1)[None]
         return {"labels": labels, "strokes": strokes}, [onehot, latent.reshape(1, -1).astype(np.float32)]
-    image = natural_image(48, 64)
+    m = manifest.size.multiple_of  # the model's own size rule: no padding by the Engine
+    image = natural_image(-(-48 // m) * m, -(-64 // m) * m)
     if name == "colorize":
         image = gray_of(image)
     return {"image": image}, [nchw(image, manifest.inputs[0].value_range)]

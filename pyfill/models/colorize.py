@@ -127,7 +127,7 @@ def ab_bins(bin_size: float = 10.0, samples: int = 33) -> torch.Tensor:
     of a ``samples``^3 grid over the RGB cube. Deterministic; ``bin_size`` 10 gives 260-320 bins."""
     if not 1.0 <= bin_size <= AB_SCALE:
         raise ValueError(f"bin_size must be in [1, {AB_SCALE}], got {bin_size}")
-    axis = torch.linspace(0.0, 1.0, samples)
+    axis = torch.linspace(0.0, 1.0, samples, device="cpu")  # real numbers also when built on "meta"
     rgb = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=0).reshape(1, 3, -1, 1)
     ab = rgb_to_lab(rgb)[0, 1:, :, 0].T  # (samples^3, 2)
     cells = torch.unique(torch.round(ab / bin_size), dim=0)
@@ -159,7 +159,8 @@ class BinGenerator(nn.Module):
         self.register_buffer("centres", centres, persistent=False)
         self.head = nn.Conv2d(self.body.width, len(centres), 1)
         self.decode = nn.Conv2d(len(centres), 2, 1, bias=False)
-        self.decode.weight.data = (centres / AB_SCALE).T.reshape(2, len(centres), 1, 1).clone()
+        with torch.no_grad():  # copy_, not .data =: the module may be built on the "meta" device
+            self.decode.weight.copy_((centres / AB_SCALE).T.reshape(2, len(centres), 1, 1))
         self.decode.weight.requires_grad_(False)
 
     def logits(self, l_norm: torch.Tensor) -> torch.Tensor:
