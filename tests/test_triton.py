@@ -25,12 +25,14 @@ def _parse(entry: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse((entry / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
 
 
-def _run_at_config(entry: Path, config: model_config_pb2.ModelConfig, batch: int) -> None:
-    """Feed the repository's model a batch at the config's dims (free axes 48) and check every
-    output against the config's data type and dims."""
+def _run_at_config(entry: Path, config: model_config_pb2.ModelConfig, batch: int, multiple_of: int = 8) -> None:
+    """Feed the repository's model a batch at the config's dims (free axes 48, rounded up to
+    the model's size rule ``multiple_of``) and check every output against the config's data
+    type and dims."""
     sess = ort.InferenceSession(str(entry / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    feeds = {t.name: rng.random((batch, *[48 if d == -1 else d for d in t.dims])).astype(NP_TYPES[t.data_type])
+    free = -(-48 // multiple_of) * multiple_of
+    feeds = {t.name: rng.random((batch, *[free if d == -1 else d for d in t.dims])).astype(NP_TYPES[t.data_type])
              for t in config.input}
     outs = sess.run([t.name for t in config.output], feeds)
     for spec, out in zip(config.output, outs):
@@ -51,7 +53,7 @@ def test_shipped_models_make_valid_repositories(name: str, tmp_path: Path) -> No
     assert json.loads(config.parameters["pyfill.manifest"].string_value) == manifest.to_dict()
     assert (entry / "1" / "model.onnx").read_bytes() == resolve_model(name).read_bytes()
     for batch in (1, 3):
-        _run_at_config(entry, config, batch)
+        _run_at_config(entry, config, batch, manifest.size.multiple_of)
 
 
 def test_dims_follow_the_manifest_kinds(tmp_path: Path) -> None:
