@@ -65,16 +65,17 @@ class EqualLinear(nn.Module):
 class MappingNetwork(nn.Module):
     """z (N, z_dim) -> w (N, w_dim): pixel-norm, then ``layers`` leaky-ReLU equalised layers."""
 
-    def __init__(self, z_dim: int = 64, w_dim: int = 128, layers: int = 4) -> None:
+    def __init__(self, z_dim: int = 64, w_dim: int = 128, layers: int = 4, normalize: bool = True) -> None:
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.normalize = z_dim, normalize
         mods: list[nn.Module] = []
         for i in range(layers):
             mods += [EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=0.01), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*mods)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        z = z * torch.rsqrt((z * z).mean(dim=1, keepdim=True) + 1e-8)
+        if self.normalize:
+            z = z / torch.sqrt((z * z).mean(dim=1, keepdim=True) + 1e-8)
         return self.net(z) * math.sqrt(2.0)
 
 
@@ -99,8 +100,9 @@ class ModulatedConv(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         y = F.conv2d(x * style[:, :, None, None], weight, padding=self.pad)
         if self.demodulate:
-            d = torch.rsqrt((style * style) @ (weight * weight).sum(dim=(2, 3)).t() + 1e-8)  # (N, cout)
-            y = y * d[:, :, None, None]
+            k2 = weight.shape[2] * weight.shape[3]
+            norm = torch.sqrt((style * style) @ ((weight * weight).mean(dim=(2, 3)) * k2).t() + 1e-8)  # (N, cout)
+            y = y / norm[:, :, None, None]
         return y + self.bias[None, :, None, None]
 
 
@@ -152,12 +154,13 @@ class StyleDecoder(nn.Module):
 
 class StyleGenerator(nn.Module):
     """Mapping network + decoder, the GAN's generator: z (N, z_dim) -> image. ``w_avg`` is the
-    running mean of w (the truncation centre and the encoder's starting point)."""
+    running mean of w (the truncation centre and the encoder's starting point). ``z_norm``:
+    pixel-normalise z (StyleGAN's Gaussian z); off when z is a face's parameter vector."""
 
     def __init__(self, size: int = 64, z_dim: int = 64, w_dim: int = 128, mapping_layers: int = 4, base: int = 16,
-                 cap: int = 128) -> None:
+                 cap: int = 128, z_norm: bool = True) -> None:
         super().__init__()
-        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, z_norm)
         self.decoder = StyleDecoder(size, w_dim, base, cap)
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -219,12 +222,12 @@ def conv_tower(size: int, base: int, cap: int, cin: int = 3) -> tuple[nn.Sequent
 class LatentEncoder(nn.Module):
     """Aligned crop (N, 3, size, size) in [0, 1] -> W+ (N, num_ws, w_dim) = ``w_avg`` + offsets."""
 
-    def __init__(self, size: int = 64, w_dim: int = 128, base: int = 32, cap: int = 256) -> None:
+    def __init__(self, size: int = 64, w_dim: int = 128, base: int = 16, cap: int = 64, hidden: int = 256) -> None:
         super().__init__()
         self.num_ws, self.w_dim = num_ws_for(size), w_dim
         self.features, c = conv_tower(size, base, cap)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, 512), nn.LeakyReLU(0.2),
-                                  nn.Linear(512, self.num_ws * w_dim))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(0.2),
+                                  nn.Linear(hidden, self.num_ws * w_dim))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -251,7 +254,7 @@ class LatentMapper(nn.Module):
     untrained mapper does not edit. ``cond`` > 0 adds a text-embedding input of that length
     (the conditional mapper): the embedding is concatenated to each layer's w."""
 
-    def __init__(self, num_ws: int = 9, w_dim: int = 128, hidden: int = 256, blocks: int = 2, cond: int = 0) -> None:
+    def __init__(self, num_ws: int = 9, w_dim: int = 128, hidden: int = 64, blocks: int = 1, cond: int = 0) -> None:
         super().__init__()
         self.num_ws, self.w_dim, self.cond = num_ws, w_dim, cond
         bounds = [0, min(3, num_ws), min(6, num_ws), num_ws]
@@ -300,9 +303,9 @@ class TextTower(nn.Module):
         self.length = length
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        mask = (tokens > 0).float()[..., None]
+        mask = tokens.clamp(0, 1).float()[..., None]  # 0 for padding, 1 for words
         x = (self.tokens(tokens) + self.position[None, : tokens.shape[1]]) * mask
-        x = x.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        x = x.mean(dim=1) / mask.mean(dim=1).clamp(min=1e-6)
         return F.normalize(self.mlp(x), dim=1)
 
 
@@ -352,9 +355,9 @@ def _fixed(size: int) -> SizeRequirements:
     return SizeRequirements(fixed=(size, size), resize="stretch")
 
 
-DECODER_DEFAULTS = {"size": 64, "z_dim": 64, "w_dim": 128, "mapping_layers": 4, "base": 16, "cap": 128}
-ENCODER_DEFAULTS = {"size": 64, "w_dim": 128, "base": 32, "cap": 256}
-MAPPER_DEFAULTS = {"num_ws": 9, "w_dim": 128, "hidden": 256, "blocks": 2, "cond": 0, "text": "", "vocabulary": []}
+DECODER_DEFAULTS = {"size": 64, "z_dim": 64, "w_dim": 128, "mapping_layers": 4, "base": 16, "cap": 128, "z_norm": True}
+ENCODER_DEFAULTS = {"size": 64, "w_dim": 128, "base": 16, "cap": 64, "hidden": 256}
+MAPPER_DEFAULTS = {"num_ws": 9, "w_dim": 128, "hidden": 64, "blocks": 1, "cond": 0, "text": "", "vocabulary": []}
 IMAGE_TOWER_DEFAULTS = {"size": 64, "embed": 64, "base": 16, "cap": 128}
 TEXT_TOWER_DEFAULTS = {"vocab": 128, "length": 16, "embed": 64, "width": 128, "vocabulary": []}
 
