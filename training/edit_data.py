@@ -52,6 +52,17 @@ def attribute_vector(ident: FR.Identity, attrs: FR.Attributes) -> np.ndarray:
     return np.clip(np.asarray(vals, np.float32), 0.0, 1.0)
 
 
+def parameter_vector(ident: FR.Identity, attrs: FR.Attributes) -> np.ndarray:
+    """Every identity and attribute field of a face, each mapped to [0, 1] by its range (the
+    eye openness and age by [0, 1]): float32 (len(Identity) + len(Attributes),) = (40,)."""
+    vals = []
+    for obj in (ident, attrs):
+        for f in dataclasses.fields(obj):
+            lo, hi = (0.0, 1.0) if f.name in ("eye_open", "age") else f.metadata["range"]
+            vals.append((float(getattr(obj, f.name)) - lo) / (hi - lo))
+    return np.clip(np.asarray(vals, np.float32), 0.0, 1.0)
+
+
 def render_face(ident: FR.Identity, attrs: FR.Attributes, size: int = 64) -> np.ndarray:
     """An aligned ``size`` crop (size, size, 3) uint8 of the face."""
     from pyfill.faces.align import template
@@ -62,11 +73,13 @@ def render_face(ident: FR.Identity, attrs: FR.Attributes, size: int = 64) -> np.
 @dataclass
 class FaceSet:
     """``images`` (N, size, size, 3) uint8, ``attributes`` (N, 7) float32 in [0, 1] (the
-    :data:`ATTRIBUTES`), ``identity`` (N, 20) float32 (:func:`training.faces.identity_vector`)."""
+    :data:`ATTRIBUTES`), ``identity`` (N, 20) float32 (:func:`training.faces.identity_vector`),
+    ``params`` (N, 40) float32 (:func:`parameter_vector`)."""
 
     images: np.ndarray
     attributes: np.ndarray
     identity: np.ndarray
+    params: np.ndarray
 
     def __len__(self) -> int:
         return len(self.images)
@@ -77,22 +90,23 @@ def make_faces(seed: int, count: int, size: int = 64, cache: str | Path | None =
     prefix of a larger set is the smaller set), cached in ``cache`` (a folder) when given."""
     path = None
     if cache is not None:
-        key = hashlib.sha256(f"edit-faces-v1:{seed}:{count}:{size}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(f"edit-faces-v2:{seed}:{count}:{size}".encode()).hexdigest()[:12]
         path = Path(cache) / f"faces_{seed}_{count}_{size}_{key}.npz"
         if path.is_file():
             with np.load(path) as z:
-                return FaceSet(z["images"], z["attributes"], z["identity"])
-    images, attributes, identity = [], [], []
+                return FaceSet(z["images"], z["attributes"], z["identity"], z["params"])
+    images, attributes, identity, params = [], [], [], []
     for k in range(count):
         ident, attrs = sample_face(np.random.default_rng((seed, k)))
         images.append(render_face(ident, attrs, size))
         attributes.append(attribute_vector(ident, attrs))
         identity.append(FR.identity_vector(ident))
-    out = FaceSet(np.stack(images), np.stack(attributes), np.stack(identity))
+        params.append(parameter_vector(ident, attrs))
+    out = FaceSet(np.stack(images), np.stack(attributes), np.stack(identity), np.stack(params))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=out.images, attributes=out.attributes, identity=out.identity)
+        np.savez(tmp, images=out.images, attributes=out.attributes, identity=out.identity, params=out.params)
         tmp.replace(path)
     return out
 

@@ -2,14 +2,18 @@
 
 A StyleGAN-like GAN (:class:`pyfill.models.edit.StyleGenerator`: mapping network, modulated
 convolutions, W+) trained on aligned procedural faces (:mod:`training.edit_data`, 64 x 64 by
-default) whose identity and attribute parameters vary:
+default) whose identity and attribute parameters vary. The mapping network's input z is the
+face's exact parameter vector (:func:`training.edit_data.parameter_vector`, 40 values scaled to
+[-1, 1]) rather than Gaussian noise, so each generated face has a rendered counterpart:
 
 - D: logistic loss softplus(D(fake)) + softplus(-D(real)), with a lazy R1 penalty
   (``r1_gamma`` / 2 * |grad D(real)|^2 every ``r1_every`` steps, scaled by ``r1_every``);
-- G: non-saturating softplus(-D(G(z))); with probability ``mixing`` a sample's W+ switches from
-  w(z1) to w(z2) at a random layer (style mixing), so that the layers of W+ act separately;
+- G: ``k_adv`` * softplus(-D(G(z))) + ``k_rec`` * L1(G(z), render(z)); the reconstruction term
+  is what lets the GAN learn on a CPU budget. With probability ``mixing`` a sample's W+ switches
+  to the w of another face at a random layer (style mixing, so that the layers of W+ act
+  separately); such samples get the adversarial term only;
 - ``w_avg`` follows the mean of w (decay 0.995); the EMA generator is what is exported
-  (``edit_generator.safetensors``: the mapping network and the decoder, the decoder's W+ input
+  (``edit_generator.safetensors``: the mapping network and the decoder, whose input is W+
   (N, num_ws, w_dim)).
 
 Adam with betas (0, 0.99). Runs resume (``--resume``), write checkpoints, ``log.csv``,
@@ -39,14 +43,16 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "workers": 0,
     "threads": 1,
     "out": "runs/edit/decoder",
-    "model": {"size": 64, "z_dim": 64, "w_dim": 128, "mapping_layers": 4, "base": 16, "cap": 128},
-    "disc": {"base": 16, "cap": 128},
-    "data": {"count": 12000, "batch": 16, "cache": "runs/edit/data"},
+    "model": {"size": 64, "z_dim": 40, "w_dim": 128, "mapping_layers": 4, "base": 16, "cap": 64, "z_norm": False},
+    "disc": {"base": 16, "cap": 64},
+    "data": {"count": 8000, "val_count": 256, "val_seed": 1, "batch": 16, "cache": "runs/edit/data"},
     "lr_g": 2e-3,
     "lr_d": 2e-3,
     "r1_gamma": 0.5,
     "r1_every": 4,
-    "mixing": 0.5,
+    "mixing": 0.2,
+    "k_adv": 0.1,
+    "k_rec": 1.0,
     "max_steps": 20000,
     "log_every": 10,
     "checkpoint_every": 500,
@@ -54,7 +60,12 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
 })
 DEFAULTS["ema"]["decay"] = 0.995
 
-LOSS_FIELDS = ("loss_g", "loss_d", "r1", "d_real", "d_fake")
+LOSS_FIELDS = ("loss_g", "loss_d", "r1", "d_real", "d_fake", "adv", "rec")
+
+
+def param_z(params: np.ndarray) -> torch.Tensor:
+    """Face parameter vectors (N, 40) in [0, 1] -> the mapping network's z in [-1, 1]."""
+    return torch.from_numpy(np.asarray(params, np.float32)) * 2.0 - 1.0
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -106,9 +117,13 @@ class DecoderTrainer:
                           "d_fake": fake_logits.mean().detach()}
 
         def g_loss(part: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
-            _, zz, zz2, cc = part
-            loss = F.softplus(-self.discriminator(self.fake(zz, zz2, cc))).mean()
-            return loss, {"loss_g": loss.detach()}
+            x, zz, zz2, cc = part
+            fake = self.fake(zz, zz2, cc)
+            adv = F.softplus(-self.discriminator(fake)).mean()
+            whole = (cc >= self.generator.decoder.num_ws).float()[:, None, None, None]
+            rec = ((fake - x).abs() * whole).sum() / (whole.sum() * fake[0].numel()).clamp(min=1.0)
+            loss = float(c["k_adv"]) * adv + float(c["k_rec"]) * rec
+            return loss, {"loss_g": loss.detach(), "adv": adv.detach(), "rec": rec.detach()}
 
         logs = self.updater.update("d", (real, z, z2, cut), d_loss)
         H.set_frozen(self.discriminator, True)
@@ -128,39 +143,52 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     seed = int(config["seed"])
     H.seed_everything(seed)
     began = time.perf_counter()
-    data = D.make_faces(seed, int(config["data"]["count"]), int(config["model"]["size"]),
-                        config["data"]["cache"] or None)
+    d = config["data"]
+    data = D.make_faces(seed, int(d["count"]), int(config["model"]["size"]), d["cache"] or None)
+    val = D.make_faces(int(d["val_seed"]), int(d["val_count"]), int(config["model"]["size"]), d["cache"] or None)
+    if int(config["model"]["z_dim"]) != data.params.shape[1]:
+        raise ValueError(f"model.z_dim must be {data.params.shape[1]} (the face parameter vector's length)")
     data_seconds = time.perf_counter() - began
     trainer = DecoderTrainer(config, ctx)
     manifest = make_manifest("edit_generator", full_config("edit_generator", config["model"]), task="edit")
-    batch, z_dim = H.process_batch(config, ctx), int(config["model"]["z_dim"])
+    batch = H.process_batch(config, ctx)
     num_ws = trainer.generator.decoder.num_ws
     mixing = float(config["mixing"])
 
     def batches(step: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
         idx = torch.randint(len(data), (batch,), generator=gen).numpy()
+        other = torch.randint(len(data), (batch,), generator=gen).numpy()
         real = to_tensor(data.images[idx])
-        flip = torch.rand(batch, generator=gen) < 0.5
-        real[flip] = real[flip].flip(3)
-        z, z2 = torch.randn(batch, z_dim, generator=gen), torch.randn(batch, z_dim, generator=gen)
+        z, z2 = param_z(data.params[idx]), param_z(data.params[other])
         cut = torch.randint(1, num_ws, (batch,), generator=gen)
         cut = torch.where(torch.rand(batch, generator=gen) < mixing, cut, torch.full_like(cut, num_ws))
         return real, z, z2, cut
 
-    fixed_z = torch.randn(16, z_dim, generator=torch.Generator().manual_seed(seed + 7))
+    val_z, val_x = param_z(val.params).to(ctx.device), to_tensor(val.images).to(ctx.device)
+
+    def validate() -> dict[str, float]:
+        trainer.generator.eval()
+        try:
+            fake = trainer.generator(val_z)
+            real = val_x * 0.5 + 0.5
+            return {"l1": float(F.l1_loss(fake, real)), "psnr": float(H.psnr(fake, real).mean())}
+        finally:
+            trainer.generator.train()
 
     def sample(_: Any, path: Any) -> None:
         trainer.generator.eval()
-        img = trainer.generator(fixed_z.to(ctx.device)).permute(0, 2, 3, 1).cpu().numpy()
+        img = trainer.generator(val_z[:8]).permute(0, 2, 3, 1).cpu().numpy()
         trainer.generator.train()
-        H.save_image_grid([list(img[r * 8:(r + 1) * 8]) for r in range(2)], path)
+        real = (val_x[:8] * 0.5 + 0.5).permute(0, 2, 3, 1).cpu().numpy()
+        H.save_image_grid([list(real), list(img)], path)
 
     task = H.Task(
         name="edit_generator", modules={"generator": trainer.generator, "discriminator": trainer.discriminator},
         optimizers={"g": trainer.opt_g, "d": trainer.opt_d}, lr_keys={"g": "lr_g", "d": "lr_d"},
         updater=trainer.updater, batches=batches, step=lambda s, b: trainer.step(s, *b), fields=LOSS_FIELDS,
         plot_fields=("loss_g", "loss_d", "r1"), export_module=trainer.generator, manifest=manifest,
-        ema_target=trainer.generator, sample=sample,
+        ema_target=trainer.generator, sample=sample, validate=validate, metric="l1", mode="min",
+        val_fields=("l1", "psnr"),
         data=H.data_manifest([], {**D.describe(), "count": len(data), "seed": seed}),
         result=lambda: {"data_seconds": data_seconds, "generator": trainer.generator})
     return H.train_loop(task, config, resume, ctx)

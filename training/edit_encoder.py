@@ -8,7 +8,7 @@ frozen; the encoder E (:class:`pyfill.models.edit.LatentEncoder`, aligned crop -
 on rendered faces x (``k_id`` the seed's identity distance, ``k_pix`` its pixel term), where R
 is the identity encoder the face swap ships (``face_id``, fed the 64 crop upsampled to the
 ArcFace-128 frame and its centre 112 crop). ``k_latent`` > 0 adds, on a second half-batch of
-images the decoder draws from known latents w, ``k_latent * mean((E(G(w)) - w)^2)``, which keeps
+images the decoder draws from known latents w (the mapping of other faces' parameter vectors), ``k_latent * mean((E(G(w)) - w)^2)``, which keeps
 E's output near the latents the decoder was trained on (0 = loss4 only).
 """
 
@@ -30,6 +30,7 @@ from pyfill.models.edit import LatentEncoder, StyleGenerator
 from pyfill.models.swap import FaceIdEncoder
 from training import edit_data as D
 from training import harness as H
+from training.edit_decoder import param_z
 from training.matcher import to_unit
 
 DEFAULTS: dict[str, Any] = H.with_harness_defaults({
@@ -41,8 +42,8 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "out": "runs/edit/encoder",
     "decoder": "runs/edit/decoder/edit_generator.safetensors",
     "identity": "face_id",
-    "model": {"size": 64, "w_dim": 128, "base": 32, "cap": 128},
-    "data": {"count": 10000, "val_count": 256, "val_seed": 1, "batch": 16, "cache": "runs/edit/data"},
+    "model": {"size": 64, "w_dim": 128, "base": 16, "cap": 64, "hidden": 256},
+    "data": {"count": 8000, "val_count": 256, "val_seed": 1, "batch": 16, "cache": "runs/edit/data"},
     "k_id": 1.0,
     "k_pix": 1.0,
     "k_latent": 0.1,
@@ -140,14 +141,15 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     opt = torch.optim.Adam(encoder.parameters(), lr=float(config["lr"]))
     updater = H.Updater({"e": opt}, ctx, config)
     net = ctx.wrap(encoder)
-    batch, z_dim = H.process_batch(config, ctx), gen.mapping.z_dim
+    batch = H.process_batch(config, ctx)
     k_id, k_pix, k_lat = float(config["k_id"]), float(config["k_pix"]), float(config["k_latent"])
 
     def batches(step: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(data), (batch,), generator=g).numpy()
         x = to_unit(data.images[idx])
         flip = torch.rand(batch, generator=g) < 0.5
-        return torch.where(flip[:, None, None, None], x.flip(3), x), torch.randn(batch // 2, z_dim, generator=g)
+        other = torch.randint(len(data), (batch // 2,), generator=g).numpy()
+        return torch.where(flip[:, None, None, None], x.flip(3), x), param_z(data.params[other])
 
     def loss4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         y = decoder(net(x))

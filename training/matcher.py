@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "kind": "matcher",
     "out": "runs/edit/matcher",
     "model": {"size": 64, "embed": 64, "base": 16, "cap": 128, "length": 16, "width": 128},
-    "data": {"count": 10000, "val_count": 512, "val_seed": 1, "batch": 64, "cache": "runs/edit/data",
+    "data": {"count": 8000, "val_count": 256, "val_seed": 1, "batch": 64, "cache": "runs/edit/data",
              "max_parts": 2, "blur": 0.5, "noise": 0.03},
     "tau": 0.1,
     "lr": 1e-3,
