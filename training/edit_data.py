@@ -212,7 +212,7 @@ def caption_attributes() -> dict[str, list[str]]:
     return out
 
 
-def describe(args: Any = None) -> dict[str, Any]:
+def describe() -> dict[str, Any]:
     """The data set's settings for a data manifest."""
     return {"source": "training.faces (procedural)", "attributes": list(ATTRIBUTES),
             "pose": "yaw and pitch within half the renderer's range", "eye_open": [0, 1], "age": [0, 1]}

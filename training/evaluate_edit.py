@@ -132,6 +132,27 @@ def evaluate(runs: str | Path, out: str | Path, count: int = 96, train_count: in
     return result
 
 
+def real_photo(onnx_dir: str | Path, out: str | Path, texts: Sequence[str] = ("a smiling face", "a person with glasses",
+                                                                          "an old person", "a person with blond hair"),
+               strength: float = 1.0) -> Path:
+    """scikit-image's astronaut photo edited with the exported chain in ``onnx_dir`` (faces found by
+    dlib, aligned, edited, pasted back): a row of (photo, reconstruction at strength 0, each text),
+    cropped around the face, saved as ``out/edit_astronaut.png``."""
+    from skimage import data
+
+    from pyfill.tasks.edit import Editor, TARGETS
+
+    onnx_dir = Path(onnx_dir)
+    ed = Editor(encoder=onnx_dir / "edit_encoder.onnx", decoder=onnx_dir / "edit_decoder.onnx",
+                text_encoder=onnx_dir / "edit_matcher_text.onnx", conditional=onnx_dir / "edit_mapper_cond.onnx",
+                mappers={t: onnx_dir / f"{n}.onnx" for n, t in TARGETS.items() if (onnx_dir / f"{n}.onnx").is_file()})
+    photo = data.astronaut()
+    images = [photo, ed.edit(photo, texts[0], 0.0).image] + [ed.edit(photo, t, strength).image for t in texts]
+    crop = [im[20:230, 120:330].astype(np.float32) / 255.0 for im in images]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return H.save_image_grid([crop], Path(out) / "edit_astronaut.png")
+
+
 def table(result: dict[str, Any]) -> str:
     """A Markdown table of the numbers at alpha = 1 (and the target change at every alpha)."""
     lines = ["| text | method | target change at alpha 0.5 / 1 / 1.5 | other attributes (mean abs change, alpha 1) "
@@ -156,11 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=96)
     parser.add_argument("--cache", default=None, help="the data cache folder of the training runs")
     parser.add_argument("--data-count", type=int, default=8000, help="faces in the training runs' data set")
+    parser.add_argument("--onnx", help="a folder with the exported chain: also edit scikit-image's astronaut photo")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     result = evaluate(args.runs, args.out, args.count, cache=args.cache, data_count=args.data_count)
     print(json.dumps(result["reconstruction"]))
     print(table(result))
+    if args.onnx:
+        print(real_photo(args.onnx, args.out))
     return 0
 
 

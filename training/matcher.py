@@ -20,7 +20,6 @@ faces. It is only used to evaluate edits.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 

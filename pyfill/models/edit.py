@@ -63,14 +63,17 @@ class EqualLinear(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z (N, z_dim) -> w (N, w_dim): pixel-norm, then ``layers`` leaky-ReLU equalised layers."""
+    """z (N, z_dim) -> w (N, w_dim): pixel-norm (``normalize``), then ``layers`` leaky-ReLU
+    equalised layers learning ``lr_mul`` times slower than the rest (StyleGAN's 0.01 for
+    Gaussian z; 1 when z is a face's parameter vector and w must follow it closely)."""
 
-    def __init__(self, z_dim: int = 64, w_dim: int = 128, layers: int = 4, normalize: bool = True) -> None:
+    def __init__(self, z_dim: int = 64, w_dim: int = 128, layers: int = 4, normalize: bool = True,
+                 lr_mul: float = 0.01) -> None:
         super().__init__()
         self.z_dim, self.normalize = z_dim, normalize
         mods: list[nn.Module] = []
         for i in range(layers):
-            mods += [EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=0.01), nn.LeakyReLU(0.2)]
+            mods += [EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mul), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*mods)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -158,9 +161,9 @@ class StyleGenerator(nn.Module):
     pixel-normalise z (StyleGAN's Gaussian z); off when z is a face's parameter vector."""
 
     def __init__(self, size: int = 64, z_dim: int = 64, w_dim: int = 128, mapping_layers: int = 4, base: int = 16,
-                 cap: int = 128, z_norm: bool = True) -> None:
+                 cap: int = 128, z_norm: bool = True, mapping_lr_mul: float = 0.01) -> None:
         super().__init__()
-        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, z_norm)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, z_norm, mapping_lr_mul)
         self.decoder = StyleDecoder(size, w_dim, base, cap)
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -175,6 +178,19 @@ class StyleGenerator(nn.Module):
         return self.decoder(self.ws(z))
 
 
+class _DownBlock(nn.Module):
+    """Residual block that halves the resolution: two 3x3 convs beside a strided 1x1 skip."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(cin, cin, 3, 1, 1), nn.Conv2d(cin, cout, 3, 2, 1)
+        self.skip = nn.Conv2d(cin, cout, 1, 2, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2)
+        return (y + self.skip(x)) / math.sqrt(2.0)
+
+
 class StyleDiscriminator(nn.Module):
     """Residual downsampling discriminator with a minibatch standard-deviation channel:
     image (N, 3, size, size) in [-1, 1] -> logits (N,)."""
@@ -183,21 +199,15 @@ class StyleDiscriminator(nn.Module):
         super().__init__()
         chans = list(reversed(_channels(size, base, cap)))
         self.stem = nn.Conv2d(3, chans[0][1], 1)
-        blocks = []
-        for (_, cin), (_, cout) in zip(chans[:-1], chans[1:]):
-            blocks.append(nn.ModuleDict({
-                "conv1": nn.Conv2d(cin, cin, 3, 1, 1), "conv2": nn.Conv2d(cin, cout, 3, 2, 1),
-                "skip": nn.Conv2d(cin, cout, 1, 2, 0, bias=False)}))
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList([_DownBlock(cin, cout) for (_, cin), (_, cout) in zip(chans[:-1], chans[1:])])
         c = chans[-1][1]
         self.final = nn.Conv2d(c + 1, c, 3, 1, 1)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, c), nn.LeakyReLU(0.2), nn.Linear(c, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.stem(x), 0.2)
-        for b in self.blocks:
-            y = F.leaky_relu(b["conv2"](F.leaky_relu(b["conv1"](x), 0.2)), 0.2)
-            x = (y + b["skip"](x)) / math.sqrt(2.0)
+        for block in self.blocks:
+            x = block(x)
         group = min(4, x.shape[0])
         while x.shape[0] % group:
             group -= 1
@@ -226,10 +236,10 @@ class LatentEncoder(nn.Module):
         super().__init__()
         self.num_ws, self.w_dim = num_ws_for(size), w_dim
         self.features, c = conv_tower(size, base, cap)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(0.2),
-                                  nn.Linear(hidden, self.num_ws * w_dim))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        last = nn.Linear(hidden, self.num_ws * w_dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(0.2), last)
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -261,11 +271,11 @@ class LatentMapper(nn.Module):
         self.groups = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self.nets = nn.ModuleList()
         for _ in self.groups:
+            last = nn.Linear(hidden, w_dim)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
             self.nets.append(nn.Sequential(nn.Linear(w_dim + cond, hidden), nn.LeakyReLU(0.2),
-                                           *[_ResidualFC(hidden, hidden) for _ in range(blocks)],
-                                           nn.Linear(hidden, w_dim)))
-            nn.init.zeros_(self.nets[-1][-1].weight)
-            nn.init.zeros_(self.nets[-1][-1].bias)
+                                           *[_ResidualFC(hidden, hidden) for _ in range(blocks)], last))
 
     def forward(self, ws: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
@@ -343,7 +353,7 @@ class AttributeRegressor(nn.Module):
 
 
 # ---- registry ---------------------------------------------------------------------------------
-def _image_spec(name: str, size: int) -> TensorSpec:
+def _image_spec(name: str) -> TensorSpec:
     return TensorSpec(name, "image", 3, "rgb", (0.0, 1.0))
 
 
@@ -355,7 +365,8 @@ def _fixed(size: int) -> SizeRequirements:
     return SizeRequirements(fixed=(size, size), resize="stretch")
 
 
-DECODER_DEFAULTS = {"size": 64, "z_dim": 64, "w_dim": 128, "mapping_layers": 4, "base": 16, "cap": 128, "z_norm": True}
+DECODER_DEFAULTS = {"size": 64, "z_dim": 64, "w_dim": 128, "mapping_layers": 4, "base": 16, "cap": 128, "z_norm": True,
+                    "mapping_lr_mul": 0.01}
 ENCODER_DEFAULTS = {"size": 64, "w_dim": 128, "base": 16, "cap": 64, "hidden": 256}
 MAPPER_DEFAULTS = {"num_ws": 9, "w_dim": 128, "hidden": 64, "blocks": 1, "cond": 0, "text": "", "vocabulary": []}
 IMAGE_TOWER_DEFAULTS = {"size": 64, "embed": 64, "base": 16, "cap": 128}
@@ -365,20 +376,20 @@ TEXT_TOWER_DEFAULTS = {"vocab": 128, "length": 16, "embed": 64, "width": 128, "v
 def _decoder_manifest(c: dict[str, Any], task: str) -> Manifest:
     n = num_ws_for(int(c["size"]))
     return Manifest(family="edit_decoder", task=task or "edit", config=dict(c),
-                    inputs=[_ws_spec("wplus", n, int(c["w_dim"]))], outputs=[_image_spec("image", int(c["size"]))],
+                    inputs=[_ws_spec("wplus", n, int(c["w_dim"]))], outputs=[_image_spec("image")],
                     size=_fixed(int(c["size"])))
 
 
 def _generator_manifest(c: dict[str, Any], task: str) -> Manifest:
     return Manifest(family="edit_generator", task=task or "edit", config=dict(c),
                     inputs=[TensorSpec("z", "vector", 1, "none", (-5.0, 5.0), length=int(c["z_dim"]))],
-                    outputs=[_image_spec("image", int(c["size"]))], size=SizeRequirements())
+                    outputs=[_image_spec("image")], size=SizeRequirements())
 
 
 def _encoder_manifest(c: dict[str, Any], task: str) -> Manifest:
     n = num_ws_for(int(c["size"]))
     return Manifest(family="edit_encoder", task=task or "edit", config=dict(c),
-                    inputs=[_image_spec("image", int(c["size"]))], outputs=[_ws_spec("wplus", n, int(c["w_dim"]))],
+                    inputs=[_image_spec("image")], outputs=[_ws_spec("wplus", n, int(c["w_dim"]))],
                     size=_fixed(int(c["size"])))
 
 
@@ -393,7 +404,7 @@ def _mapper_manifest(c: dict[str, Any], task: str) -> Manifest:
 
 def _image_tower_manifest(c: dict[str, Any], task: str) -> Manifest:
     return Manifest(family="edit_matcher_image", task=task or "edit", config=dict(c),
-                    inputs=[_image_spec("image", int(c["size"]))],
+                    inputs=[_image_spec("image")],
                     outputs=[TensorSpec("embedding", "embedding", 1, "none", (-1.0, 1.0), length=int(c["embed"]))],
                     size=_fixed(int(c["size"])))
 
@@ -412,7 +423,7 @@ REGRESSOR_DEFAULTS = {"size": 64, "outputs": 7, "base": 16, "cap": 128, "attribu
 
 def _matcher_manifest(c: dict[str, Any], task: str) -> Manifest:
     return Manifest(family="edit_matcher", task=task or "edit", config=dict(c),
-                    inputs=[_image_spec("image", int(c["size"])),
+                    inputs=[_image_spec("image"),
                             TensorSpec("tokens", "tokens", 1, "none", (0.0, float(c["vocab"] - 1)),
                                        shape=[int(c["length"])], vocabulary=list(c["vocabulary"]))],
                     outputs=[TensorSpec("cosine", "vector", 1, "none", (-1.0, 1.0), length=1)],
@@ -421,7 +432,7 @@ def _matcher_manifest(c: dict[str, Any], task: str) -> Manifest:
 
 def _regressor_manifest(c: dict[str, Any], task: str) -> Manifest:
     return Manifest(family="edit_attributes", task=task or "edit", config=dict(c),
-                    inputs=[_image_spec("image", int(c["size"]))],
+                    inputs=[_image_spec("image")],
                     outputs=[TensorSpec("attributes", "vector", 1, "none", (0.0, 1.0), length=int(c["outputs"]))],
                     size=_fixed(int(c["size"])))
 

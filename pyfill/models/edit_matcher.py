@@ -28,6 +28,8 @@ from pyfill.tasks.edit import Tokenizer
 class ShippedMatcher(nn.Module):
     """pyfill's dual encoder behind CLIP's three methods."""
 
+    model: Any
+
     def __init__(self, model: nn.Module, tokenizer: Tokenizer) -> None:
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
@@ -45,6 +47,10 @@ class ShippedMatcher(nn.Module):
 
 class ClipMatcher(nn.Module):
     """An open_clip model behind the same interface; ``encode_*`` return unit embeddings."""
+
+    model: Any
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, model: nn.Module, tokenizer: Any, image_size: int, mean: tuple[float, ...],
                  std: tuple[float, ...]) -> None:

@@ -17,7 +17,6 @@ the procedural faces of ``training.faces`` only.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
