@@ -219,13 +219,21 @@ class StyleDiscriminator(nn.Module):
 
 
 def conv_tower(size: int, base: int, cap: int, cin: int = 3) -> tuple[nn.Sequential, int]:
-    """Strided 3x3 conv + leaky-ReLU stages from ``size`` down to 4 x 4: (module, channels)."""
+    """Strided 3x3 conv + leaky-ReLU stages from ``size`` down to 4 x 4: (module, channels).
+
+    The convolutions start from He initialisation (gain of the leaky ReLU), so that the signal
+    keeps its scale through the depth (PyTorch's default shrinks it about 3x per layer, and
+    the 9-layer tower then starts out blind to its input)."""
     layers: list[nn.Module] = [nn.Conv2d(cin, base, 3, 1, 1), nn.LeakyReLU(0.2)]
     c, res = base, size
     while res > 4:
         nxt = min(cap, c * 2)
         layers += [nn.Conv2d(c, nxt, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(nxt, nxt, 3, 1, 1), nn.LeakyReLU(0.2)]
         c, res = nxt, res // 2
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers), c
 
 
