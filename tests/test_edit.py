@@ -395,3 +395,22 @@ def test_a_missing_clip_checkpoint_is_a_clear_error(tiny_clip: str, tmp_path: Pa
         load_matcher(f"clip:{tiny_clip}:{tmp_path / 'nope.pt'}")
     with pytest.raises(ValueError, match="clip:MODEL"):
         load_matcher("clip:")
+
+
+# ---- the shipped models ---------------------------------------------------------------------------
+def test_the_shipped_chain_edits_a_rendered_face() -> None:
+    from pyfill.store import shipped_models
+    from pyfill.tasks.edit import DEFAULT_MODELS, TARGETS
+
+    shipped = shipped_models()
+    if not all(n in shipped for n in [*DEFAULT_MODELS.values(), *TARGETS]):
+        pytest.skip("the editing models are not shipped in this build")
+    ed = Editor()
+    crop = D.render_face(*D.sample_face(np.random.default_rng((1, 3))), size=64)
+    recon = ed.decode(ed.latent(crop))
+    for text in TARGETS.values():
+        out, name = ed.edit_crop(crop, text, 1.0)
+        assert out.shape == (64, 64, 3) and name in TARGETS
+        assert np.abs(out.astype(int) - recon).mean() > 0.5, text  # every model moves the face
+    out, name = ed.edit_crop(crop, "a frowning face", 1.0)
+    assert name == "edit_mapper_cond"
