@@ -329,7 +329,7 @@ class TextTower(nn.Module):
 
 class DualEncoder(nn.Module):
     """The matcher: :class:`ImageTower` ``image`` and :class:`TextTower` ``text``;
-    ``forward(image, tokens)`` gives the cosine (N,) of each image with its own text."""
+    ``forward(image, tokens)`` gives the cosine (N, 1) of each image with its own text."""
 
     def __init__(self, size: int = 64, embed: int = 64, base: int = 16, cap: int = 128, vocab: int = 128,
                  length: int = 16, width: int = 128) -> None:
@@ -344,7 +344,8 @@ class DualEncoder(nn.Module):
         return self.text(tokens)
 
     def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return (self.image(image) * self.text(tokens)).sum(dim=1)
+        prod = self.image(image) * self.text(tokens)
+        return prod.mean(dim=1, keepdim=True) * prod.shape[1]  # the cosine (N, 1), as ReduceMean
 
 
 class AttributeRegressor(nn.Module):
