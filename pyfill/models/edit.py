@@ -233,7 +233,8 @@ def conv_tower(size: int, base: int, cap: int, cin: int = 3) -> tuple[nn.Sequent
     for layer in layers:
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers), c
 
 
