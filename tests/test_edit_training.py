@@ -98,7 +98,8 @@ def _unedited_loss1(runs: Path, target: str) -> float:
 
 
 def test_the_mapper_loss_is_the_seeds_combination(runs: Path) -> None:
-    cfg = json.loads((runs / "mappers" / "smile" / "checkpoints" / "step_00000030" / "state.json").read_text())["config"]
+    state = runs / "mappers" / "smile" / "checkpoints" / "step_00000030" / "state.json"
+    cfg = json.loads(state.read_text())["config"]
     with open(runs / "mappers" / "smile" / "log.csv") as f:
         rows = list(csv.DictReader(f))
     for r in rows[:5]:

@@ -97,7 +97,8 @@ class DecoderTrainer:
         ws = torch.where(layer < cut[:, None, None], w1[:, None, :], w2[:, None, :])
         return g.decoder.raw(ws)
 
-    def step(self, step: int, real: torch.Tensor, z: torch.Tensor, z2: torch.Tensor, cut: torch.Tensor) -> dict[str, float]:
+    def step(self, step: int, real: torch.Tensor, z: torch.Tensor, z2: torch.Tensor,
+             cut: torch.Tensor) -> dict[str, float]:
         c = self.config
         r1_now = float(c["r1_gamma"]) > 0 and step % int(c["r1_every"]) == 0
 

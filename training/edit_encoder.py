@@ -8,8 +8,9 @@ frozen; the encoder E (:class:`pyfill.models.edit.LatentEncoder`, aligned crop -
 on rendered faces x (``k_id`` the seed's identity distance, ``k_pix`` its pixel term), where R
 is the identity encoder the face swap ships (``face_id``, fed the 64 crop upsampled to the
 ArcFace-128 frame and its centre 112 crop). ``k_latent`` > 0 adds, on a second half-batch of
-images the decoder draws from known latents w (the mapping of other faces' parameter vectors), ``k_latent * mean((E(G(w)) - w)^2)``, which keeps
-E's output near the latents the decoder was trained on (0 = loss4 only).
+images the decoder draws from known latents w (the mapping of other faces' parameter vectors),
+``k_latent * mean((E(G(w)) - w)^2)``, which keeps E's output near the latents the decoder was
+trained on (0 = loss4 only).
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def evaluate(runs: str | Path, out: str | Path, count: int = 96, train_count: in
                            "attr_mae_vs_truth": float((a_rec.numpy() - held.attributes[:count]).__abs__().mean()),
                            "regressor_mae_on_inputs": float((a_in.numpy() - held.attributes[:count]).__abs__().mean())},
         "targets": {}}
-    w_train = torch.cat([encoder(to_unit(train.images[i:min(i + 250, train_count)])) for i in range(0, train_count, 250)])
+    w_train = torch.cat([encoder(to_unit(train.images[i:min(i + 250, train_count)]))
+                         for i in range(0, train_count, 250)])
     attrs_train = train.attributes[:train_count]
     cond_path = runs / "mappers" / "conditional" / "edit_mapper.safetensors"
     cond = _load(cond_path, "edit_mapper") if cond_path.is_file() else None

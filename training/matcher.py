@@ -190,7 +190,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
             if matcher:
                 return zero_shot(model, tok, val_x, val.attributes)
             err = (model(val_x).cpu().numpy() - val.attributes).__abs__()
-            return {"mae": float(err.mean()), **{f"mae_{a}": float(err[:, i].mean()) for i, a in enumerate(D.ATTRIBUTES)}}
+            per = {f"mae_{a}": float(err[:, i].mean()) for i, a in enumerate(D.ATTRIBUTES)}
+            return {"mae": float(err.mean()), **per}
         finally:
             model.train()
 

@@ -148,7 +148,8 @@ class StyleDecoder(nn.Module):
         for i in range(1, len(self.to_rgb)):
             x = self.layers[2 * i - 1](x, ws[:, 2 * i - 1])
             x = self.layers[2 * i](x, ws[:, 2 * i])
-            rgb = F.interpolate(rgb, scale_factor=2.0, mode="bilinear", align_corners=False) + self.to_rgb[i](x, ws[:, 2 * i])
+            up = F.interpolate(rgb, scale_factor=2.0, mode="bilinear", align_corners=False)
+            rgb = up + self.to_rgb[i](x, ws[:, 2 * i])
         return rgb
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,8 @@ class Editor:
         feather: the paste-back mask's feathering, share of the crop size.
     """
 
-    def __init__(self, *, encoder: str | Path = DEFAULT_MODELS["encoder"], decoder: str | Path = DEFAULT_MODELS["decoder"],
+    def __init__(self, *, encoder: str | Path = DEFAULT_MODELS["encoder"],
+                 decoder: str | Path = DEFAULT_MODELS["decoder"],
                  conditional: str | Path | None = DEFAULT_MODELS["conditional"],
                  text_encoder: str | Path = DEFAULT_MODELS["text"], mappers: dict[str, str | Path] | None = None,
                  analyzer: Any = None, feather: float = 0.08) -> None:
@@ -272,7 +273,8 @@ def _as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     elif colour.ndim == 3 and colour.shape[-1] == 3:
         rgb = np.ascontiguousarray(colour)
     else:
-        raise ValueError(f"image: expected an (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA image, got shape {arr.shape}")
+        raise ValueError(f"image: expected an (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA image, "
+                         f"got shape {arr.shape}")
     if min(rgb.shape[:2]) < 16:
         raise ValueError(f"image: too small to edit ({rgb.shape[1]} x {rgb.shape[0]} pixels; at least 16 x 16)")
     return arr, rgb, alpha
