@@ -127,7 +127,7 @@ optional "tensorrt" "import tensorrt, onnxconverter_common; from cuda.bindings i
 
 # ---- tests ------------------------------------------------------------------------------------
 CUDA_TESTS=(tests/test_foundation.py tests/test_degrade_ops.py tests/test_degrade_pipeline.py
-  tests/test_stroke_grid.py tests/test_engine.py tests/test_cuda_graphs.py)
+  tests/test_stroke_grid.py tests/test_engine.py tests/test_cuda_graphs.py tests/test_video_cuda.py tests/test_harness.py)
 step "CUDA and TensorRT tests" 240 "$PY" -m pytest -p no:cacheprovider -q -rs \
   --junitxml="$OUT_DIR/tests.xml" "${CUDA_TESTS[@]}" tests/test_tensorrt.py tests/test_cuda_build.py \
   -k "cuda or graph or test_tensorrt"
@@ -136,7 +136,7 @@ step "CUDA and TensorRT tests" 240 "$PY" -m pytest -p no:cacheprovider -q -rs \
 step "GPU benchmarks" 200 "$PY" -m pytest -p no:cacheprovider -q -rs --benchmark-only \
   --benchmark-json="$OUT_DIR/bench.json" benchmarks/test_bench_gpu.py \
   benchmarks/test_bench_stroke_grid.py benchmarks/test_bench_engine.py benchmarks/test_bench_generate.py \
-  -k "test_bench_gpu or test_bench_stroke_grid or cuda"
+  benchmarks/test_bench_video_gpu.py -k "test_bench_gpu or test_bench_stroke_grid or cuda or video_gpu"
 
 # ---- compute-sanitizer --------------------------------------------------------------------------
 SANITIZER=$(command -v compute-sanitizer || true)

@@ -102,10 +102,17 @@ def test_folder_loader_reads_images_label_maps_and_label_list(tmp_path: Path) ->
     ds = LabelledImageSet.from_folder(tmp_path, 32)
     assert len(ds) == 3 and ds.names == ["sky", "ground", "water"]
     assert ds.colours == [(110, 170, 240), (100, 200, 80), (40, 90, 170)]
-    assert ds.images.shape == (3, 32, 32, 3) and ds.labels.shape == (3, 32, 32)
+    image, labels = ds.sample(0)
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and labels.shape == (32, 32)
     # centre crop 40 x 40 of the 40 x 60 map, nearest resize: top half sky, bottom ground, water corner
-    assert (ds.labels[0, :16] == 0).all() and (ds.labels[0, 16:28] == 1).all()
-    assert set(np.unique(ds.labels[0])) == {0, 1, 2}
+    assert (labels[:16] == 0).all() and (labels[16:28] == 1).all()
+    assert set(np.unique(labels)) == {0, 1, 2}
+    # the image: Pillow's centre crop and box (area) downscale of the file as decoded
+    from PIL import Image
+
+    with Image.open(tmp_path / "images" / "im0.jpg") as im:
+        expected = np.asarray(im.convert("RGB").crop((10, 0, 50, 40)).resize((32, 32), Image.Resampling.BOX))
+    assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
     images, labels = ds.batch(5, torch.Generator().manual_seed(0))
     again = ds.batch(5, torch.Generator().manual_seed(0))
     assert images.shape == (5, 32, 32, 3) and labels.dtype == np.int64
@@ -117,7 +124,12 @@ def test_folder_loader_errors(tmp_path: Path) -> None:
 
     _write_folder(tmp_path)
     Image.fromarray(np.full((40, 60), 3, np.uint8)).save(tmp_path / "labels" / "im1.png")
-    with pytest.raises(ValueError, match="class index 3 but only 3 labels"):
+    ds = LabelledImageSet.from_folder(tmp_path, 32)  # found when the map is decoded
+    ds.sample(0)
+    with pytest.raises(ValueError, match=r"im1\.png: class index 3 but only 3 labels"):
+        ds.sample(1)
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "labels" / "im1.png")
+    with pytest.raises(ValueError, match="8-bit gray or palette PNGs"):
         LabelledImageSet.from_folder(tmp_path, 32)
     Image.fromarray(np.zeros((20, 60), np.uint8)).save(tmp_path / "labels" / "im1.png")
     with pytest.raises(ValueError, match="differs from its image"):
@@ -138,10 +150,39 @@ def test_label_list_errors(tmp_path: Path, text: str, match: str) -> None:
 
 
 def test_landscape_set_is_seeded() -> None:
+    from training.landscapes import render_landscape
+
     a = LabelledImageSet.from_landscapes(3, 32, seed=7)
     b = LabelledImageSet.from_landscapes(3, 32, seed=7)
-    assert np.array_equal(a.images, b.images) and a.names[0] == "sky" and len(a.colours) == 8
-    assert not np.array_equal(a.images[0], a.images[1])
+    assert np.array_equal(a.sample(2)[0], b.sample(2)[0]) and a.names[0] == "sky" and len(a.colours) == 8
+    assert not np.array_equal(a.sample(0)[0], a.sample(1)[0])
+    image, labels = render_landscape(32, 32, 8)
+    assert np.array_equal(a.sample(1)[0], image) and np.array_equal(a.sample(1)[1], labels)
+
+
+def test_labelled_set_streams_with_bounded_memory() -> None:
+    """A million landscapes cost nothing up front; batches render what they draw, flip it as
+    NumPy does, and the per-process cache never holds more than its bound."""
+    from training.landscapes import render_landscape
+
+    ds = LabelledImageSet.from_landscapes(1_000_000, 24, seed=3, cache=5)
+    assert len(ds) == 1_000_000 and len(ds._cache) == 0
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.randint(len(ds), (4,), generator=gen).tolist()
+    flip = (torch.rand(4, generator=gen) < 0.5).tolist()
+    images, labels = ds.batch(4, torch.Generator().manual_seed(1))
+    for k, (i, f) in enumerate(zip(idx, flip)):
+        image, label = render_landscape(24, 24, 3 + i)
+        assert np.array_equal(images[k], np.flip(image, 1) if f else image)
+        assert np.array_equal(labels[k], np.flip(label, 1) if f else label)
+    for s in range(6):
+        ds.batch(3, torch.Generator().manual_seed(100 + s))
+        assert len(ds._cache) <= 5
+    with pytest.raises(IndexError, match="out of range"):
+        ds.sample(1_000_000)
+    import pickle
+
+    assert len(pickle.dumps(ds)) < 2000  # sources, not pixels
 
 
 # ---- steps, checkpoints, resume ----------------------------------------------------------------

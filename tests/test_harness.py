@@ -177,6 +177,76 @@ def test_autocast_wraps_the_forward_pass_only(monkeypatch: pytest.MonkeyPatch) -
     assert seen == {"forward": True, "backward": False, "step": False}
 
 
+def test_fp16_loss_scaling_on_the_cpu_skips_overflowing_steps() -> None:
+    """``amp_cpu`` with ``float16``: the forward pass runs in fp16 under autocast, the loss is
+    scaled, a step whose gradients overflow is skipped and the scale halved (GradScaler's rule),
+    the next finite step trains."""
+    net, x, y = _regression(3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    up = H.Updater({"o": opt}, H.DistContext(), {"accumulate": 1, "amp": True, "amp_dtype": "float16",
+                                                   "amp_cpu": True})
+    scaler = up.scalers["o"]
+    assert scaler.is_enabled() and scaler.get_scale() == 65536.0
+    dtypes = []
+
+    def loss_fn(part, blow_up=False):
+        out = net(part[0])
+        dtypes.append((out.dtype, torch.is_autocast_enabled("cpu")))
+        loss = ((out.float() - part[1]) ** 2).mean()
+        return (loss * float("inf") if blow_up else loss), {}
+
+    before = net.weight.detach().clone()
+    up.update("o", (x, y), lambda p: loss_fn(p, blow_up=True))
+    assert torch.equal(net.weight, before) and scaler.get_scale() == 32768.0  # skipped, scale halved
+    up.update("o", (x, y), loss_fn)
+    assert not torch.equal(net.weight, before) and scaler.get_scale() == 32768.0
+    assert dtypes == [(torch.float16, True)] * 2
+    assert set(up.state_dict()) == {"o"}  # the scale is part of the training state
+    # off by default on the CPU: no autocast, no scaler
+    plain = H.Updater({"o": opt}, H.DistContext(), {"amp": True, "amp_dtype": "float16"})
+    assert not plain.scalers["o"].is_enabled() and not isinstance(plain.autocast(), torch.autocast)
+
+
+def test_fp16_run_on_the_cpu_resumes_exactly(tmp_path: Path) -> None:
+    fp16 = ("amp=true", "amp_dtype=float16", "amp_cpu=true", "validate=false")
+    straight = C.train(tiny(tmp_path / "a", "max_steps=3", *fp16))
+    C.train(tiny(tmp_path / "b", "max_steps=2", *fp16))
+    resumed = C.train(tiny(tmp_path / "b", "max_steps=3", *fp16), resume=True)
+    a, b = straight["model"].state_dict(), resumed["model"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    meta = json.loads((H.checkpoint_dirs(tmp_path / "b")[-1][1] / H.STATE_META).read_text())
+    assert set(meta["scalers"]) == {"g", "d"} and meta["scalers"]["g"]["scale"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_loss_scaling_on_cuda(tmp_path: Path) -> None:
+    """The CUDA case of the fp16 path: autocast in fp16 on the GPU, an overflowing step skipped
+    with the scale halved, and a tiny run whose scaler state is saved with its checkpoint."""
+    net, x, y = _regression(3)
+    net, x, y = net.cuda(), x.cuda(), y.cuda()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    ctx = H.DistContext(device=torch.device("cuda"))
+    up = H.Updater({"o": opt}, ctx, {"accumulate": 1, "amp": True, "amp_dtype": "float16"})
+    assert up.scalers["o"].is_enabled()
+    seen = []
+
+    def loss_fn(part, blow_up=False):
+        out = net(part[0])
+        seen.append(out.dtype)
+        loss = ((out.float() - part[1]) ** 2).mean()
+        return (loss * float("inf") if blow_up else loss), {}
+
+    before = net.weight.detach().clone()
+    up.update("o", (x, y), lambda p: loss_fn(p, blow_up=True))
+    assert torch.equal(net.weight, before) and up.scalers["o"].get_scale() == 32768.0
+    up.update("o", (x, y), loss_fn)
+    assert not torch.equal(net.weight, before) and seen == [torch.float16] * 2
+    result = C.train(tiny(tmp_path / "run", "device=cuda", "amp=true", "amp_dtype=float16", "max_steps=2"))
+    assert result["steps"] == 2
+    meta = json.loads((H.checkpoint_dirs(tmp_path / "run")[-1][1] / H.STATE_META).read_text())
+    assert set(meta["scalers"]) == {"g", "d"}
+
+
 def test_batch_per_process_from_global_batch() -> None:
     cfg = {"global_batch": 12, "accumulate": 2, "data": {"batch": 5}}
     assert H.process_batch(cfg, H.DistContext(world_size=3)) == 4 and H.process_batch(cfg, H.DistContext()) == 12

@@ -202,6 +202,108 @@ def test_video_tracks_the_face_between_detections(byo: dict[str, Path]) -> None:
     assert max(errors) < 1.0 and max(errors[1:4] + errors[5:]) > 0.0
 
 
+def test_video_pipeline_swaps_every_frame_as_the_image_path_does(byo: dict[str, Path], tmp_path: Path) -> None:
+    """``pyfill.video.process(..., "swap")`` on a lossless clip with a moving face: each output
+    frame equals the image path's swap of that frame (detection on every frame, no smoothing)."""
+    av = pytest.importorskip("av")
+    from pyfill.video import process
+
+    canvas = scene(h=280, w=420, markers=((200, 140),), seed=3)
+    frames = [np.ascontiguousarray(canvas[20 + k : 260 + k, 40 + 3 * k : 360 + 3 * k]) for k in range(6)]
+    src = tmp_path / "faces.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "bgr0"
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+    options = {"source": scene(seed=1), "model": byo["swapper"], "embedder": byo["embedder"],
+               "analyzer": analyzer(byo), "colour_match": False, "detect_every": 1, "smoothing": 0.0}
+    report = process(src, tmp_path / "swapped.mkv", "swap", codec="ffv1", pix_fmt="bgr0",
+                     task_options={k: v for k, v in options.items() if k != "model"}, model=str(byo["swapper"]))
+    assert report.frames_out == 6
+    with av.open(str(tmp_path / "swapped.mkv")) as container:
+        got = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    image_path = Swapper(options["source"], model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo),
+                         colour_match=False)
+    for frame, out_frame in zip(frames, got):
+        expected = image_path.swap_image(frame).image
+        assert (expected != frame).sum() > 1000
+        np.testing.assert_array_equal(out_frame, expected)
+
+
+# ---- the swapper runs on the Engine; restoration of the swapped face ---------------------------
+def test_the_swapper_runs_on_the_engine_and_matches_onnx_runtime() -> None:
+    """The shipped swapper through :class:`SwapModel` (the Engine, every CPU backend present)
+    against the ONNX file run directly with ONNX Runtime and NumPy pre/post-processing."""
+    import onnxruntime as ort
+
+    from pyfill.engine.selection import probe_environment
+    from pyfill.store import resolve_model
+    from pyfill.tasks.swap import SwapModel
+
+    rng = np.random.default_rng(0)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 2.0)
+    model = SwapModel("swap", backend="onnxruntime")
+    emb = rng.normal(size=model.length).astype(np.float32)
+    emb /= np.linalg.norm(emb)
+    session = ort.InferenceSession(str(resolve_model("swap")), providers=["CPUExecutionProvider"])
+    names = {i.name: i for i in session.get_inputs()}
+    x = (crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+    y = session.run(None, {model.crop_name: x, model.embedding_name: emb[None]})[0][0]
+    want = np.clip(np.rint(y.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+    assert set(names) == {model.crop_name, model.embedding_name}
+    backends = ["onnxruntime"] + (["openvino"] if probe_environment("cpu").openvino else [])
+    for backend in backends:
+        got = SwapModel("swap", backend=backend)(crop, emb)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, backend
+    assert model.engine.info["backend"] == "onnxruntime" and not model.engine.info["foreign_model"]
+
+
+def test_engine_takes_a_manifest_only_for_a_foreign_model(byo: dict[str, Path]) -> None:
+    import pyfill
+    from pyfill.tasks.swap import SwapModel, _foreign_swapper_manifest
+
+    foreign = SwapModel(byo["swapper"])
+    assert foreign.engine.info["foreign_model"] and (foreign.size, foreign.length) == (128, 16)
+    crop = scene(128, 128, markers=())
+    np.testing.assert_array_equal(foreign(crop, np.zeros(16, np.float32)), 255 - crop)  # the inverting swapper
+    with pytest.raises(ValueError, match="has its own manifest"):
+        pyfill.Engine("swap", manifest=_foreign_swapper_manifest(byo["swapper"]))
+    with pytest.raises(TypeError, match="must be a pyfill.manifest.Manifest"):
+        pyfill.Engine(byo["swapper"], manifest={"task": "swap"})  # type: ignore[arg-type]
+
+
+class NearestX2(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def test_swapped_faces_can_be_restored_before_paste_back(byo: dict[str, Path], tmp_path: Path) -> None:
+    import pyfill
+
+    source, target = scene(seed=1), scene(seed=2)
+    kwargs = {"model": byo["swapper"], "embedder": byo["embedder"], "analyzer": analyzer(byo), "colour_match": False}
+    plain = Swapper(source, **kwargs)
+    restoring = Swapper(source, restore="restore", **kwargs)
+    crop = scene(128, 128, markers=())
+    # the crop goes through the restoration model as pyfill.restore would run it
+    np.testing.assert_array_equal(restoring.restored(crop), pyfill.restore(crop, tile=0))
+    a, b = plain.swap_image(target).image, restoring.swap_image(target).image
+    lm = MarkerDetector().detect(target)[0].landmarks
+    weight = cv2.warpAffine(face_mask(128), invert_affine(alignment_matrix(lm, 128)), (320, 240),
+                            flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(a[weight == 0], b[weight == 0])  # nothing outside the face moves
+    assert (a != b).any()
+    # an upscaler's result comes back to the crop size: nearest x2, then area / 2, is the crop itself
+    x2 = tmp_path / "x2.onnx"
+    torch.onnx.export(NearestX2(), (torch.zeros(1, 3, 64, 64),), str(x2), input_names=["input"],
+                      output_names=["output"], opset_version=17, dynamo=False,
+                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h2", 3: "w2"}})
+    exact = Swapper(source, restore=x2, backend="onnxruntime", **kwargs)  # fp32: no bf16 rounding
+    np.testing.assert_array_equal(exact.restored(crop), crop)
+
+
 # ---- dlib on real photos, the shipped models, the command line -------------------------------
 @pytest.fixture(scope="module")
 def dlib_analyzer() -> FaceAnalyzer:
@@ -308,7 +410,19 @@ def test_cli_swaps_a_folder_and_counts_images_without_a_face(tmp_path: Path, ast
     assert "swapped 1 faces in 1 of 2 images" in captured.out and "1 without a face" in captured.out
     assert "no face found in" in captured.err and "coffee.png" in captured.err
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "coffee.png")), coffee)
-    assert (np.asarray(Image.open(tmp_path / "out" / "mirrored.png")) != astronaut[:, ::-1]).any()
+    plain = np.asarray(Image.open(tmp_path / "out" / "mirrored.png"))
+    assert (plain != astronaut[:, ::-1]).any()
+    # --restore runs the shipped restoration model on the swapped face: only the face changes
+    status = _run_cli(["swap", "--source", str(tmp_path / "face.png"), str(tmp_path / "in" / "mirrored.png"), "-o",
+                       str(tmp_path / "restored"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"]),
+                       "--restore"])
+    assert status == 0
+    restored = np.asarray(Image.open(tmp_path / "restored" / "mirrored.png"))
+    changed = (restored != plain).any(axis=-1)
+    ys, xs = np.nonzero((plain != astronaut[:, ::-1]).any(axis=-1))  # the pasted face region
+    box = np.zeros_like(changed)
+    box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    assert changed.any() and not (changed & ~box).any()
 
 
 @needs_dlib

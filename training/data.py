@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -275,78 +276,136 @@ def _square_resize(arr: np.ndarray, size: int, nearest: bool) -> np.ndarray:
 
 
 class LabelledImageSet:
-    """Images with label maps held in memory: uint8 ``images`` (N, size, size, 3) and uint8
-    ``labels`` (N, size, size) of class indices into ``names``.
+    """Images with label maps, decoded (or rendered) when a batch asks for them: samples are
+    uint8 images (size, size, 3) and uint8 label maps (size, size) of class indices into
+    ``names``. Memory is bounded whatever the number of samples: each process keeps at most
+    ``cache`` decoded samples (least recently used first out).
 
     Use :meth:`from_folder` for a user's segmentation data set or :meth:`from_landscapes` for
-    the procedural landscapes.
+    the procedural landscapes. The set pickles small (sources, not pixels), so DataLoader
+    workers decode in parallel.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, names: Sequence[str],
-                 colours: Sequence[tuple[int, int, int]] | None = None) -> None:
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-        if labels.shape != images.shape[:3] or labels.dtype != np.uint8:
-            raise ValueError(f"labels must be uint8 {images.shape[:3]}, got {labels.dtype} {labels.shape}")
-        if len(images) == 0:
+    def __init__(self, count: int, names: Sequence[str], colours: Sequence[tuple[int, int, int]] | None,
+                 size: int, cache: int = 256) -> None:
+        if count < 1:
             raise ValueError("no training images")
-        if int(labels.max()) >= len(names):
-            raise ValueError(f"class index {int(labels.max())} out of range for {len(names)} labels")
-        self.images, self.labels = images, labels
+        if cache < 0:
+            raise ValueError(f"cache must be >= 0, got {cache}")
+        self.count, self.size, self.cache_size = int(count), int(size), int(cache)
         self.names = list(names)
         self.colours = [tuple(int(v) for v in c) for c in colours] if colours is not None else None
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.count
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": OrderedDict()}  # workers start with an empty cache
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index``: (uint8 image (size, size, 3), uint8 labels (size, size)); read-only
+        arrays shared with the cache."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"sample {index} out of range for {self.count}")
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        image, labels = self._load(index)
+        if int(labels.max()) >= len(self.names):
+            raise ValueError(f"{self.describe(index)}: class index {int(labels.max())} but only {len(self.names)} "
+                             f"labels in {LABEL_LIST_FILE}")
+        image.flags.writeable = labels.flags.writeable = False
+        if self.cache_size:
+            self._cache[index] = (image, labels)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return image, labels
+
+    def describe(self, index: int) -> str:
+        """Where sample ``index`` comes from, for messages."""
+        return f"sample {index}"
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike[str], size: int) -> LabelledImageSet:
+    def from_folder(cls, folder: str | os.PathLike[str], size: int, cache: int = 256) -> LabelledImageSet:
         """``folder/images/<stem>.<ext>`` photos, ``folder/labels/<stem>.png`` label maps (8-bit
         gray or palette PNGs whose pixel values are class indices) and ``folder/labels.txt``
         (:func:`read_label_list`). Every image needs a label map of the same size; all are
-        centre-cropped to a square and resized to ``size``."""
-        from PIL import Image
-
-        folder = Path(folder)
-        names, colours = read_label_list(folder / LABEL_LIST_FILE)
-        label_files = {p.stem: p for p in sorted((folder / "labels").glob("*.png"))}
-        images, labels = [], []
-        for path in list_images(folder / "images"):
-            if path.stem not in label_files:
-                raise ValueError(f"{path}: no label map {folder / 'labels' / (path.stem + '.png')}")
-            with Image.open(label_files[path.stem]) as im:
-                if im.mode not in ("L", "P"):
-                    raise ValueError(f"{label_files[path.stem]}: label maps are 8-bit gray or palette PNGs of class "
-                                     f"indices, got mode {im.mode}")
-                index = np.asarray(im).copy()
-            rgb = np.rint(load_image_file(path) * 255).astype(np.uint8)
-            if index.shape != rgb.shape[:2]:
-                raise ValueError(f"{label_files[path.stem]}: size {index.shape} differs from its image's {rgb.shape[:2]}")
-            if int(index.max()) >= len(names):
-                raise ValueError(f"{label_files[path.stem]}: class index {int(index.max())} but only "
-                                 f"{len(names)} labels in {LABEL_LIST_FILE}")
-            images.append(_square_resize(rgb, size, nearest=False))
-            labels.append(_square_resize(index, size, nearest=True))
-        if not images:
-            raise ValueError(f"no images under {folder / 'images'}")
-        return cls(np.stack(images), np.stack(labels), names, colours)
+        centre-cropped to a square and resized to ``size`` when a batch needs them. Missing label
+        maps, wrong modes and mismatched sizes are found here from the files' headers; a class
+        index beyond the list is reported when its map is first decoded."""
+        return _FolderLabelled(Path(folder), size, cache)
 
     @classmethod
-    def from_landscapes(cls, count: int, size: int, seed: int = 0) -> LabelledImageSet:
+    def from_landscapes(cls, count: int, size: int, seed: int = 0, cache: int = 256) -> LabelledImageSet:
         """``count`` procedural landscapes (seeds ``seed`` .. ``seed + count - 1``) of ``size`` x
-        ``size`` pixels."""
-        from training.landscapes import LABELS, render_landscape
-
-        scenes = [render_landscape(size, size, seed + i) for i in range(count)]
-        return cls(np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes]),
-                   [n for n, _ in LABELS], [c for _, c in LABELS])
+        ``size`` pixels, each rendered when first needed."""
+        return _Landscapes(count, size, seed, cache)
 
     def batch(self, batch: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``batch`` random samples, each flipped horizontally with probability 1/2 ->
         (uint8 images (B, H, W, 3), int64 labels (B, H, W)). Deterministic for ``generator``."""
-        idx = torch.randint(len(self), (batch,), generator=generator).numpy()
-        flip = (torch.rand(batch, generator=generator) < 0.5).numpy()
-        images, labels = self.images[idx].copy(), self.labels[idx].astype(np.int64)
-        images[flip] = images[flip, :, ::-1]
-        labels[flip] = labels[flip, :, ::-1]
+        idx = torch.randint(len(self), (batch,), generator=generator).tolist()
+        flip = (torch.rand(batch, generator=generator) < 0.5).tolist()
+        pairs = [self.sample(i) for i in idx]
+        images = np.stack([im[:, ::-1] if f else im for (im, _), f in zip(pairs, flip)])
+        labels = np.stack([lab[:, ::-1] if f else lab for (_, lab), f in zip(pairs, flip)]).astype(np.int64)
         return images, labels
+
+
+class _FolderLabelled(LabelledImageSet):
+    def __init__(self, folder: Path, size: int, cache: int) -> None:
+        from PIL import Image
+
+        names, colours = read_label_list(folder / LABEL_LIST_FILE)
+        label_files = {p.stem: p for p in sorted((folder / "labels").glob("*.png"))}
+        pairs = []
+        for path in list_images(folder / "images"):
+            if path.stem not in label_files:
+                raise ValueError(f"{path}: no label map {folder / 'labels' / (path.stem + '.png')}")
+            with Image.open(label_files[path.stem]) as lab, Image.open(path) as im:  # headers only
+                if lab.mode not in ("L", "P"):
+                    raise ValueError(f"{label_files[path.stem]}: label maps are 8-bit gray or palette PNGs of class "
+                                     f"indices, got mode {lab.mode}")
+                if lab.size != im.size:
+                    raise ValueError(f"{label_files[path.stem]}: size {lab.size[::-1]} differs from its image's "
+                                     f"{im.size[::-1]}")
+            pairs.append((path, label_files[path.stem]))
+        if not pairs:
+            raise ValueError(f"no images under {folder / 'images'}")
+        super().__init__(len(pairs), names, colours, size, cache)
+        self.pairs = pairs
+
+    def describe(self, index: int) -> str:
+        return str(self.pairs[index][1])
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        from PIL import Image
+
+        path, label_path = self.pairs[index]
+        with Image.open(label_path) as im:
+            labels = np.asarray(im).copy()
+        rgb = np.rint(load_image_file(path) * 255).astype(np.uint8)
+        if labels.shape != rgb.shape[:2]:  # e.g. an EXIF rotation the header check did not see
+            raise ValueError(f"{label_path}: size {labels.shape} differs from its image's {rgb.shape[:2]}")
+        return _square_resize(rgb, self.size, nearest=False), _square_resize(labels, self.size, nearest=True)
+
+
+class _Landscapes(LabelledImageSet):
+    def __init__(self, count: int, size: int, seed: int, cache: int) -> None:
+        from training.landscapes import LABELS
+
+        super().__init__(count, [n for n, _ in LABELS], [c for _, c in LABELS], size, cache)
+        self.seed = int(seed)
+
+    def describe(self, index: int) -> str:
+        return f"landscape {self.seed + index}"
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        from training.landscapes import render_landscape
+
+        image, labels = render_landscape(self.size, self.size, self.seed + index)
+        return np.ascontiguousarray(image, np.uint8), np.ascontiguousarray(labels, np.uint8)

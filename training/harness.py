@@ -49,6 +49,7 @@ from torch.nn import functional as F
 HARNESS_DEFAULTS: dict[str, Any] = {
     "amp": True,
     "amp_dtype": "bfloat16",
+    "amp_cpu": False,
     "workers": 2,
     "global_batch": 0,
     "accumulate": 1,
@@ -69,7 +70,7 @@ HARNESS_DEFAULTS: dict[str, Any] = {
 #: difference from the saved config is refused.
 RESUME_CHANGEABLE = ("max_steps", "lr", "lr_*", "lr_schedule.*", "grad_clip", "ema.decay", "log_every",
                      "checkpoint_every", "sample_every", "validate", "val_batches", "keep_last", "early_stop.*",
-                     "tensorboard", "workers", "threads", "device", "amp", "amp_dtype", "out")
+                     "tensorboard", "workers", "threads", "device", "amp", "amp_dtype", "amp_cpu", "out")
 
 
 def with_harness_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
@@ -333,13 +334,14 @@ def close_distributed(ctx: DistContext) -> None:
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def autocast(ctx: DistContext, enabled: bool, dtype: str = "bfloat16") -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` (``bfloat16`` | ``float16``) on CUDA when ``enabled``; a no-op on the
-    CPU. Wrap forward passes and losses only, never ``backward`` or an optimizer step."""
+def autocast(ctx: DistContext, enabled: bool, dtype: str = "bfloat16", cpu: bool = False) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` (``bfloat16`` | ``float16``) on CUDA when ``enabled``, and on the CPU
+    too when ``cpu``; a no-op otherwise. Wrap forward passes and losses only, never
+    ``backward`` or an optimizer step."""
     if dtype not in AMP_DTYPES:
         raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {dtype!r}")
-    if enabled and ctx.device.type == "cuda":
-        return torch.autocast("cuda", dtype=AMP_DTYPES[dtype])
+    if enabled and (ctx.device.type == "cuda" or (cpu and ctx.device.type == "cpu")):
+        return torch.autocast(ctx.device.type, dtype=AMP_DTYPES[dtype])
     return contextlib.nullcontext()
 
 
@@ -384,11 +386,11 @@ def split_batch(batch: Any, parts: int) -> list[Any]:
 class Updater:
     """Optimizer steps for every trainer: gradient accumulation over micro-batches, autocast on
     the forward pass only, fp16 loss scaling (one ``GradScaler`` per optimizer, enabled for
-    ``amp_dtype`` float16 on CUDA), gradient clipping of the unscaled gradients, and the
+    ``amp_dtype`` float16 on CUDA, or on the CPU with ``amp_cpu``), gradient clipping of the unscaled gradients, and the
     learning rate of the step set from the schedule.
 
     ``optimizers``: name -> optimizer; ``config``: the run's config (``accumulate``,
-    ``grad_clip``, ``amp``, ``amp_dtype``).
+    ``grad_clip``, ``amp``, ``amp_dtype``, ``amp_cpu``).
     """
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], ctx: DistContext, config: dict[str, Any]) -> None:
@@ -397,18 +399,22 @@ class Updater:
         self.grad_clip = float(config.get("grad_clip", 0.0))
         self.amp = bool(config.get("amp", False))
         self.amp_dtype = str(config.get("amp_dtype", "bfloat16"))
+        self.amp_cpu = bool(config.get("amp_cpu", False))
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         autocast(ctx, False, self.amp_dtype)  # validates the dtype name
-        fp16 = self.amp and self.amp_dtype == "float16" and ctx.device.type == "cuda"
-        self.scalers = {name: torch.amp.GradScaler("cuda", enabled=fp16) for name in optimizers}
+        on = ctx.device.type == "cuda" or (self.amp_cpu and ctx.device.type == "cpu")
+        fp16 = self.amp and self.amp_dtype == "float16" and on
+        kind = ctx.device.type if ctx.device.type in ("cuda", "cpu") else "cuda"
+        self.scalers = {name: torch.amp.GradScaler(kind, enabled=fp16) for name in optimizers}
         self.last_grad_norm: dict[str, float] = {}
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """The forward-pass autocast of this run (a no-op on the CPU or with ``amp`` off)."""
-        return autocast(self.ctx, self.amp, self.amp_dtype)
+        """The forward-pass autocast of this run (a no-op with ``amp`` off, and on the CPU unless
+        ``amp_cpu``)."""
+        return autocast(self.ctx, self.amp, self.amp_dtype, self.amp_cpu)
 
     def update(self, name: str, batch: Any, loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, Any]]]) -> dict[str, float]:
         """One step of optimizer ``name``: ``loss_fn(micro_batch) -> (loss, logs)`` runs under
@@ -1063,7 +1069,12 @@ class Task:
       picks the best checkpoint (``max`` or ``min``), ``val_fields``: its CSV columns;
     - ``sample(batch, path)``: a sample grid; ``state`` / ``load_state`` / ``done``: a schedule's
       own state and end; ``data``: the data manifest (:func:`data_manifest`); ``result()``:
-      extra entries for the result.
+      extra entries for the result;
+    - ``extra_exports``: name -> (module, manifest) of further models exported at every
+      checkpoint beside the main one (their own weights, no EMA), e.g. an identity encoder.
+
+    A validation that returns no ``metric`` (a phase that does not train the measured model)
+    leaves the best checkpoint and the early-stop count as they were.
     """
 
     name: str
@@ -1088,6 +1099,7 @@ class Task:
     done: Callable[[], bool] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     result: Callable[[], dict[str, Any]] | None = None
+    extra_exports: dict[str, tuple[nn.Module, Any]] = field(default_factory=dict)
 
 
 class _StepData(torch.utils.data.Dataset):
@@ -1253,7 +1265,7 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
             with averaged(), torch.no_grad():
                 val.clear()
                 val.update(task.validate())
-            if task.metric:
+            if task.metric and task.metric in val:
                 value = float(val[task.metric])
                 improved = _improved(value, best, task.mode, min_delta)
                 if improved:
@@ -1280,10 +1292,14 @@ def _train_loop(task: Task, config: dict[str, Any], resume: bool, ctx: DistConte
                 save_training_state(d, modules, task.optimizers, state)
                 with averaged():
                     save_checkpoint(task.export_module, manifest, d / task.name)
+                for name, (module, extra_manifest) in task.extra_exports.items():
+                    extra_manifest = copy.deepcopy(extra_manifest)
+                    extra_manifest.provenance = {**extra_manifest.provenance, "training": manifest.provenance["training"]}
+                    save_checkpoint(module, extra_manifest, d / name)
 
             saved_at = write_checkpoint(out, step, write)
             names = [f"{task.name}.safetensors", f"{task.name}.json"]
-            for n in names:
+            for n in [*names, *(f"{e}{x}" for e in task.extra_exports for x in (".safetensors", ".json"))]:
                 _copy_atomic(saved_at / n, out / n)
             if improved:
                 for n in names:

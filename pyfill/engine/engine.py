@@ -109,6 +109,10 @@ class Engine:
         input_range, output_range, layout, channel_order, scale: conventions of a foreign ONNX
             model without a pyfill manifest (defaults: (0, 1), (0, 1), ``NCHW``, ``rgb``, and the
             output scale found by a probe run).
+        manifest: a :class:`pyfill.manifest.Manifest` describing a foreign ONNX model that the
+            conventions above cannot (several inputs, e.g. a face swapper's crop and identity
+            embedding); its input and output names must be the model's. Refused for a model
+            that has its own manifest.
 
     Calls: ``engine.run(image, **other_inputs)`` returns a :class:`Result` (a dict of outputs);
     a list as the first argument runs a batch and returns a list of results. ``engine(...)`` is
@@ -136,6 +140,7 @@ class Engine:
         layout: Literal["NCHW", "NHWC"] = "NCHW",
         channel_order: Literal["rgb", "bgr"] = "rgb",
         scale: int | None = None,
+        manifest: Manifest | None = None,
     ) -> None:
         check_options(backend, device, precision)
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0):
@@ -156,7 +161,7 @@ class Engine:
         self.files = F.locate(self.path)
         self._layout, self._bgr = layout, channel_order == "bgr"
         self.manifest, self.foreign = F.load_manifest(self.files, layout, channel_order,
-                                                      input_range or (0.0, 1.0), output_range or (0.0, 1.0))
+                                                      input_range or (0.0, 1.0), output_range or (0.0, 1.0), manifest)
         self.tile, self.tile_overlap = tile, tile_overlap
         env = probe_environment(device)
         form = ModelForm(self.files.onnx is not None, self.files.checkpoint is not None,
@@ -169,7 +174,7 @@ class Engine:
         self._precision_note = choice.precision_reason
         self._scale = self.manifest.size.scale
         if self.foreign:
-            self._scale = scale or self._probe_scale()
+            self._scale = scale or (manifest.size.scale if manifest is not None else self._probe_scale())
         if choice.guard:
             self._guard_precision(choice.precision, lambda: self._make_backend(
                 choice.backend, choice.device, "fp32", threads, cuda_graphs))

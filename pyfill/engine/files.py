@@ -54,9 +54,15 @@ def locate(path: Path) -> ModelFiles:
 
 
 def load_manifest(files: ModelFiles, layout: str, channel_order: str, input_range: tuple[float, float],
-                  output_range: tuple[float, float]) -> tuple[Manifest, bool]:
+                  output_range: tuple[float, float], given: Manifest | None = None) -> tuple[Manifest, bool]:
     """(manifest, foreign): the model's own manifest, or for an ONNX file without one the
-    conventions given (``foreign`` True)."""
+    ``given`` manifest or else one built from the conventions given (``foreign`` True)."""
+    if given is not None:
+        if not isinstance(given, Manifest):
+            raise TypeError(f"manifest must be a pyfill.manifest.Manifest, got {type(given).__name__}")
+        if files.onnx is None or files.manifest is not None or read_onnx_manifest(files.onnx) is not None:
+            raise ValueError("manifest= describes another project's ONNX file; this model has its own manifest")
+        return given, True
     if files.manifest is not None:
         return files.manifest, False
     if files.checkpoint is not None:

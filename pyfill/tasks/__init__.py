@@ -28,6 +28,10 @@ def frame_processor(name: str, **options: Any) -> FrameProcessor:
     compile once per frame size (``static_shapes``)."""
     if name == "restore":
         engine = restore_engine(options.pop("model", "restore"), static_shapes=True, **options)
+        from pyfill.video.cuda import CudaFrames, engine_on_cuda
+
+        if engine_on_cuda(engine) and len(engine.manifest.outputs) == 1:
+            return CudaFrames(engine)  # the GPU path: pinned buffers, copy and compute streams
         return lambda frames: list(engine(list(frames)))
     if name == "colorize":
         engine = colorize_engine(options.pop("model", "colorize"), static_shapes=True, **options)
@@ -38,7 +42,6 @@ def frame_processor(name: str, **options: Any) -> FrameProcessor:
     if name == "swap":
         if options.get("source") is None:
             raise ValueError("the swap task needs source= (the image whose face goes onto every frame)")
-        options.pop("backend", None)  # the swapper runs on ONNX Runtime
         return Swapper(options.pop("source"), **options)
     raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASK_NAMES)}")
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from pyfill._core import require
 from pyfill.faces.align import align_face, check_landmarks
-from pyfill.faces.analysis import ArcFaceEmbedder, DetectedFace, FaceAnalyzer, onnx_manifest, onnx_session
+from pyfill.faces.analysis import ArcFaceEmbedder, DetectedFace, FaceAnalyzer, onnx_session
 from pyfill.faces.paste import face_mask, paste_back
 from pyfill.tasks._common import join_alpha, split_alpha, to_array
 
@@ -54,49 +54,74 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 
 class SwapModel:
-    """An ONNX swapper: inputs (target crop (N, 3, S, S), source embedding (N, D)), output the
-    swapped crop (N, 3, S, S). Names, S and D come from the model's pyfill manifest when it has
-    one, else from its signature (the 4-d input is the crop, the 2-d one the embedding; values
-    in [0, 1], RGB: the FaceFusion convention)."""
+    """A swapper run by the :class:`pyfill.Engine`: inputs (target crop (N, 3, S, S), source
+    embedding (N, D)), output the swapped crop (N, 3, S, S). A pyfill swapper (ONNX file or
+    checkpoint) brings its manifest; for another project's ONNX file the manifest is built from
+    its signature (the 4-d input is the crop, the 2-d one the embedding; values in [0, 1], RGB:
+    the FaceFusion convention) and handed to the Engine.
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL) -> None:
+    Args:
+        model: swapper name or path (default: the shipped ``swap``).
+        backend, device, precision: as for :class:`pyfill.Engine`.
+    """
+
+    def __init__(self, model: str | Path = DEFAULT_MODEL, *, backend: str = "auto", device: str = "auto",
+                 precision: str = "auto") -> None:
+        from pyfill.engine import Engine
+        from pyfill.engine import files as F
+
         path = _resolve(model)
-        if path.suffix.lower() != ".onnx":
-            raise ValueError(f"{path}: a swapper is an ONNX file (export a checkpoint with pyfill export)")
+        files = F.locate(path)
+        foreign = None
+        if files.onnx is not None and files.manifest is None and F.read_onnx_manifest(files.onnx) is None:
+            foreign = _foreign_swapper_manifest(path)
+        self.engine = Engine(path, backend=backend, device=device, precision=precision,  # type: ignore[arg-type]
+                             manifest=foreign)
+        m = self.engine.manifest
+        if m.task != "swap":
+            raise ValueError(f"{path} is a {m.task} model, not a face swapper")
+        crops = [i for i in m.inputs if i.kind == "image"]
+        embs = [i for i in m.inputs if i.kind in ("embedding", "vector")]
+        if len(crops) != 1 or len(embs) != 1 or len(m.inputs) != 2 or [o.kind for o in m.outputs] != ["image"]:
+            raise ValueError(f"{path}: a swapper takes one image crop and one embedding and returns one image")
         self.path = path
-        self.session = onnx_session(path, "swapper")
-        inputs = self.session.get_inputs()
-        if len(inputs) != 2 or len(self.session.get_outputs()) != 1:
-            raise ValueError(f"{path}: a swapper takes (target crop, source embedding) and returns one image; "
-                             f"this model has {len(inputs)} inputs and {len(self.session.get_outputs())} outputs")
-        crops = [i for i in inputs if len(i.shape) == 4]
-        embs = [i for i in inputs if len(i.shape) == 2]
-        if len(crops) != 1 or len(embs) != 1:
-            raise ValueError(f"{path}: a swapper's inputs are one (N, 3, S, S) crop and one (N, D) embedding, "
-                             f"got shapes {[i.shape for i in inputs]}")
+        self.manifest = None if foreign is not None else m
         self.crop_name, self.embedding_name = crops[0].name, embs[0].name
-        self.manifest = onnx_manifest(self.session)
-        if self.manifest is not None:
-            if self.manifest.task != "swap":
-                raise ValueError(f"{path} is a {self.manifest.task} model, not a face swapper")
-            self.size = int(self.manifest.size.fixed[0]) if self.manifest.size.fixed else 128
-            emb_spec = next(s for s in self.manifest.inputs if s.name == self.embedding_name)
-            self.length = int(emb_spec.length)
-            self.value_range = tuple(next(s for s in self.manifest.inputs if s.name == self.crop_name).value_range)
-        else:
-            side, length = crops[0].shape[2], embs[0].shape[1]
-            self.size = side if isinstance(side, int) and side > 0 else 128
-            self.length = length if isinstance(length, int) and length > 0 else 0
-            self.value_range = (0.0, 1.0)
+        self.size = int(m.size.fixed[0]) if m.size.fixed else 128
+        self.length = int(embs[0].length)
 
     def __call__(self, crop: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """One aligned uint8 (S, S, 3) crop and a (D,) embedding -> the swapped uint8 crop."""
-        lo, hi = self.value_range
-        x = (crop.astype(np.float32) / 255.0 * (hi - lo) + lo).transpose(2, 0, 1)[None]
-        e = np.asarray(embedding, np.float32).reshape(1, -1)
-        y = self.session.run(None, {self.crop_name: x, self.embedding_name: e})[0][0]
-        y = (np.asarray(y, np.float32).transpose(1, 2, 0) - lo) / (hi - lo)
-        return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
+        e = np.asarray(embedding, np.float32).reshape(-1)
+        out = self.engine.run(**{self.crop_name: crop, self.embedding_name: e})
+        assert not isinstance(out, list)  # one crop in, one result out
+        return np.asarray(out.image)
+
+
+def _foreign_swapper_manifest(path: Path) -> Any:
+    """A manifest for another project's ONNX swapper, from its declared signature."""
+    from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
+
+    session = onnx_session(path, "swapper")
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 2 or len(outputs) != 1:
+        raise ValueError(f"{path}: a swapper takes (target crop, source embedding) and returns one image; "
+                         f"this model has {len(inputs)} inputs and {len(outputs)} outputs")
+    crops = [i for i in inputs if len(i.shape) == 4]
+    embs = [i for i in inputs if len(i.shape) == 2]
+    if len(crops) != 1 or len(embs) != 1:
+        raise ValueError(f"{path}: a swapper's inputs are one (N, 3, S, S) crop and one (N, D) embedding, "
+                         f"got shapes {[i.shape for i in inputs]}")
+    side, length = crops[0].shape[2], embs[0].shape[1]
+    side = side if isinstance(side, int) and side > 0 else 128
+    if not (isinstance(length, int) and length > 0):
+        raise ValueError(f"{path}: the embedding input {embs[0].name!r} has no fixed length ({embs[0].shape})")
+    return Manifest(
+        task="swap", family="foreign-onnx", config={"source": path.name},
+        inputs=[TensorSpec(crops[0].name, "image", 3, "rgb", (0.0, 1.0)),
+                TensorSpec(embs[0].name, "embedding", 1, "none", (-1.0, 1.0), length=length, shape=[length])],
+        outputs=[TensorSpec(outputs[0].name, "image", 3, "rgb", (0.0, 1.0))],
+        size=SizeRequirements(fixed=(side, side), resize="stretch"), tiling=Tiling(supported=False), fp16=False)
 
 
 def _as_rgb(image: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -148,16 +173,26 @@ class Swapper:
         detect_every: in video, run the detector on every N-th frame and track the landmarks
             with optical flow in between.
         smoothing: in video, the share of the previous frame's landmarks kept (0 = none).
+        restore: a restoration model (name or path, e.g. the shipped ``restore``) run on each
+            swapped face crop before it is pasted back; an upscaler's larger result is brought
+            back to the crop size (area resampling). None: no restoration.
+        backend: the Engine backend for the swapper and the restoration model (``auto``, ...).
     """
 
     def __init__(self, source: Any, *, model: str | Path = DEFAULT_MODEL, embedder: str | Path | None = None,
                  reference: Any = None, analyzer: FaceAnalyzer | None = None, colour_match: bool = True,
-                 feather: float = 0.08, detect_every: int = 5, smoothing: float = 0.5) -> None:
+                 feather: float = 0.08, detect_every: int = 5, smoothing: float = 0.5,
+                 restore: str | Path | None = None, backend: str = "auto") -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.model = SwapModel(model)
+        self.model = SwapModel(model, backend=backend)
+        self.restorer = None
+        if restore is not None:
+            from pyfill.tasks.restore import restore_engine
+
+            self.restorer = restore_engine(str(restore), backend=backend, tile=0)
         if embedder is None:
             if self.model.manifest is None or self.model.manifest.family != "swap":
                 raise ValueError(f"{self.model.path.name} is not one of pyfill's swappers: pass embedder=, the "
@@ -204,7 +239,19 @@ class Swapper:
         """``rgb`` (H, W, 3) uint8 with the face at these five ``landmarks`` swapped."""
         crop, matrix = align_face(rgb, check_landmarks(landmarks), self.model.size)
         swapped = self.model(crop, self.source_embedding)
+        if self.restorer is not None:
+            swapped = self.restored(swapped)
         return paste_back(rgb, swapped, matrix, self.mask, self.colour_match, crop)
+
+    def restored(self, crop: np.ndarray) -> np.ndarray:
+        """A swapped uint8 (S, S, 3) crop through the restoration model, at the crop's size."""
+        if self.restorer is None:
+            return crop
+        out = np.asarray(self.restorer(crop))
+        if out.shape[:2] != crop.shape[:2]:
+            cv2 = require("cv2", "face")
+            out = cv2.resize(out, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_AREA)
+        return out
 
     def swap_image(self, target: Any) -> SwapResult:
         """Swap the faces of one image (see :func:`swap`)."""
@@ -275,19 +322,20 @@ class Swapper:
 
 def swap(source: Any, target: Any, *, model: str | Path = DEFAULT_MODEL, embedder: str | Path | None = None,
          reference: Any = None, analyzer: FaceAnalyzer | None = None, colour_match: bool = True,
-         feather: float = 0.08) -> SwapResult:
+         feather: float = 0.08, restore: str | Path | None = None, backend: str = "auto") -> SwapResult:
     """Put the identity of the face in ``source`` onto the faces in ``target``.
 
     Args:
         source, target: uint8 (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA arrays, or PIL images.
-        model, embedder, reference, analyzer, colour_match, feather: as for :class:`Swapper`.
+        model, embedder, reference, analyzer, colour_match, feather, restore, backend: as for
+            :class:`Swapper`.
 
     Returns a :class:`SwapResult`: the image in the target's form (gray stays gray, alpha kept
     as it was), with the number of faces found and swapped. A target without a face comes back
     unchanged with a :class:`FaceWarning`. A source without a face raises ValueError.
     """
     swapper = Swapper(source, model=model, embedder=embedder, reference=reference, analyzer=analyzer,
-                      colour_match=colour_match, feather=feather)
+                      colour_match=colour_match, feather=feather, restore=restore, backend=backend)
     result = swapper.swap_image(target)
     result.warnings = swapper.warnings + result.warnings
     return result

@@ -92,6 +92,10 @@ def _first_image(result: Any) -> np.ndarray:
 
 
 def _engine_fn(engine: Any) -> FrameFn:
+    from pyfill.video.cuda import CudaFrames, engine_on_cuda
+
+    if engine_on_cuda(engine) and len(engine.manifest.outputs) == 1 and engine.manifest.outputs[0].kind == "image":
+        return CudaFrames(engine)  # pinned buffers, copy and compute streams
     return lambda batch: [_first_image(r) for r in engine(list(batch))]
 
 
@@ -236,18 +240,32 @@ class Stages:
             batch.append(item)
         return batch, False
 
+    def _emit(self, batch: list[Frame], outs: Any) -> None:
+        for f, out in zip(batch, _check_outputs(outs, len(batch)), strict=True):
+            if self.post is not None:
+                out = self.post(out)
+            self._put(self._out, Frame(out, f.pts, f.time_base, f.index))
+
     def _infer(self) -> None:
+        # A function with submit/collect (the GPU path, pyfill.video.cuda) keeps one batch in
+        # flight: batch k + 1 is submitted before batch k is collected.
+        pipelined = hasattr(self.fn, "submit") and hasattr(self.fn, "collect")
+        pending: tuple[list[Frame], Any] | None = None
         try:
             done = False
             while not done and not self._stop.is_set():
                 batch, done = self._next_batch()
                 if not batch:
                     break
-                outs = _check_outputs(self.fn([f.image for f in batch]), len(batch))
-                for f, out in zip(batch, outs, strict=True):
-                    if self.post is not None:
-                        out = self.post(out)
-                    self._put(self._out, Frame(out, f.pts, f.time_base, f.index))
+                if not pipelined:
+                    self._emit(batch, self.fn([f.image for f in batch]))
+                    continue
+                handle = self.fn.submit([f.image for f in batch])  # type: ignore[attr-defined]
+                if pending is not None:
+                    self._emit(pending[0], self.fn.collect(pending[1]))  # type: ignore[attr-defined]
+                pending = (batch, handle)
+            if pending is not None and not self._stop.is_set():
+                self._emit(pending[0], self.fn.collect(pending[1]))  # type: ignore[attr-defined]
         except BaseException as exc:  # handed to the caller's thread
             self.error = self.error or exc
         finally:
