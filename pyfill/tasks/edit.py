@@ -5,9 +5,9 @@ The chain: encoder (aligned crop -> W+ latent) -> editing model (``dw``; the edi
 work on 64 x 64 crops aligned to :func:`pyfill.faces.align.template` (64) and were trained on
 the procedural faces of ``training.faces`` only.
 
-- A text that one of the per-text editing models was trained for (:data:`TARGETS`, or any text
-  whose matcher embedding is closest to one of them) uses that model; any other text the
-  matcher can read goes to the conditional editing model, which takes (W+, text embedding).
+- A text that one of the per-text editing models was trained for (:data:`TARGETS`, compared
+  lower-cased and without punctuation) uses that model; any other text the matcher can read
+  goes to the conditional editing model, which takes (W+, text embedding).
 - The matcher reads a fixed vocabulary (:class:`Tokenizer`); a text with other words raises
   :class:`UnknownTextError`, which lists the attributes it knows.
 - ``align=True`` (default): every face is detected (five landmarks), aligned, edited and pasted
