@@ -145,9 +145,14 @@ if [ "$DRY" = 1 ] || [ -z "$SANITIZER" ]; then
   step "sanitizer program (host run)" 60 "${HELP[@]}" kernels --host
   [ -z "$SANITIZER" ] && note "compute-sanitizer not found: memcheck and racecheck not run"
 else
-  for tool in memcheck racecheck; do
+  # memcheck (out-of-bounds and misaligned accesses, with device-allocation leaks), racecheck
+  # (shared-memory hazards), initcheck (reads of uninitialised device memory), synccheck
+  # (invalid __syncthreads use); each exits 9 on any report.
+  for tool in memcheck racecheck initcheck synccheck; do
+    extra=""
+    [ "$tool" = memcheck ] && extra="--leak-check full"
     echo "== $tool" >>"$OUT_DIR/sanitizer.log"
-    step "compute-sanitizer $tool" 120 bash -c "'$SANITIZER' --tool $tool --error-exitcode 9 \
+    step "compute-sanitizer $tool" 120 bash -c "'$SANITIZER' --tool $tool $extra --error-exitcode 9 \
       '$PY' '$ROOT/benchmarks/gpu_check.py' kernels >>'$OUT_DIR/sanitizer.log' 2>&1"
   done
 fi

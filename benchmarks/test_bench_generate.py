@@ -55,8 +55,9 @@ def test_torch_eager(benchmark, ratios, model) -> None:
         with torch.inference_mode():
             return module(seg, latent)
 
-    benchmark.pedantic(run, rounds=10, warmup_rounds=2)
-    ratios.record(benchmark, CASE, "torch eager", "torch eager")
+    out = benchmark.pedantic(run, rounds=10, warmup_rounds=2)
+    image = np.clip((out.numpy()[0].transpose(1, 2, 0) + 1.0) / 2.0, 0.0, 1.0)
+    ratios.record(benchmark, CASE, "torch eager", "torch eager", output=image)
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
@@ -64,8 +65,12 @@ def test_pyfill_engine(benchmark, ratios, model, backend) -> None:
     _, onnx = model
     labels, strokes = _inputs()
     engine = Engine(onnx, backend=backend)
-    benchmark.pedantic(lambda: engine(labels=labels, strokes=strokes), rounds=10, warmup_rounds=2)
-    ratios.record(benchmark, CASE, f"pyfill {backend}", "torch eager")
+    out = benchmark.pedantic(lambda: engine(labels=labels, strokes=strokes), rounds=10, warmup_rounds=2)
+    # uint8 rounding, plus the Engine's bf16 allowance where it chose bf16 (2 grey levels on its probe)
+    atol = (0.5 if engine.info["precision"] == "fp32" else 4.0) / 255.0 + 1e-4
+    # measured 1.6-1.9x over eager with OpenVINO (RESULTS.md, generate); asserted with --assert-ratios
+    ratios.record(benchmark, CASE, f"pyfill {backend}", "torch eager", output=out.astype(np.float32) / 255.0, atol=atol,
+                  min_ratio=1.2 if backend == "openvino" else None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with a CUDA device")

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from pyfill.runtime import format_runtime_table, runtime_info
@@ -156,6 +158,10 @@ def _tile_progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
+# Stands for an 8-bit RGB result when guessing an output's name before decoding its input.
+_EIGHT_BIT_RGB = np.zeros((1, 1, 3), np.uint8)
+
+
 def _target_path(out: Path, rel: Path, single_file: bool, result: Any, fmt: str | None) -> Path:
     from pyfill.images import output_suffix
 
@@ -188,25 +194,38 @@ def _map_images(command: str, args: argparse.Namespace,
     if single_file and len(jobs) > 1:
         raise ValueError(f"-o {out} names one file, but there are {len(jobs)} input images: give a folder")
     sources = {src.resolve() for src, _ in jobs}
+    written: dict[Path, Path] = {}
     done: list[tuple[str, str, Any]] = []
     failed: list[str] = []
     progress = _Progress(len(jobs))
     for i, (src, rel) in enumerate(jobs, 1):
         try:
+            # What exists is checked before decoding: the output of an 8-bit image in the input's
+            # (or --format's) format.
+            likely = _target_path(out, rel, single_file, _EIGHT_BIT_RGB, args.format)
+            if args.skip_existing and likely.resolve() not in sources and likely.is_file():
+                done.append((str(src), str(likely), None))
+                progress.update(i, src.name)
+                continue
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 arr = read_image(src)
             for w in caught:
                 print(f"pyfill {command}: note: {w.message}", file=sys.stderr)
             target = _target_path(out, rel, single_file, arr, args.format)
-            if target.resolve() in sources:
-                raise ValueError(f"the output {target} would overwrite an input; choose another -o")
-            if args.skip_existing and target.exists():
+            if args.skip_existing and target.resolve() not in sources and target.is_file():
                 done.append((str(src), str(target), None))
             else:
                 result, extra = convert(arr)
                 target = _target_path(out, rel, single_file, result, args.format)
+                key = target.resolve()
+                if key in sources:
+                    raise ValueError(f"the output {target} would overwrite an input; choose another -o")
+                if key in written:
+                    raise ValueError(f"the output {target} was already written for {written[key]} in this run "
+                                     "(two inputs differ only in their suffix); rename one")
                 write_image(target, result, quality=args.quality)
+                written[key] = src
                 done.append((str(src), str(target), extra))
         except (ValueError, TypeError, OSError) as exc:
             failed.append(f"{src}: {exc}")
@@ -249,6 +268,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from pyfill.images import read_image, write_image
     from pyfill.tasks import generate
 
+    output = Path(args.output).resolve()
+    if any(p and Path(p).resolve() == output for p in (args.labels, args.strokes)):
+        raise ValueError(f"the output {args.output} would overwrite an input; choose another -o")
     strokes = read_image(args.strokes) if args.strokes else None
     image = generate(read_image(args.labels), strokes, model=args.model, backend=args.backend)
     write_image(args.output, image, quality=args.quality)
@@ -257,9 +279,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_board(args: argparse.Namespace) -> int:
-    from pyfill.board.server import serve
+    from pyfill.board.server import new_token, serve
 
-    serve(args.host, args.port, args.model, args.backend)
+    serve(args.host, args.port, args.model, args.backend, tuple(args.allow_host), new_token() if args.token else None)
     return 0
 
 
@@ -382,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     board.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    board.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a host name the page may be opened by besides IP addresses and localhost (repeatable)")
+    board.add_argument("--token", action="store_true",
+                       help="require a random token, printed in the URL at start (as Jupyter does)")
     board.add_argument("--model", default="generate",
                        help="a model name or a model file (default: the shipped 'generate')")
     _add_backend(board)

@@ -83,6 +83,12 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Manifest]:
     if not weights.is_file():
         raise FileNotFoundError(f"checkpoint weights not found: {weights}")
     manifest = Manifest.load(meta)
+    try:
+        with require("safetensors", "train").safe_open(str(weights), framework="pt"):
+            pass  # the header parses and its offsets lie within the file
+    except Exception as exc:
+        raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    _check_config_fits(manifest, weights)
     module = build_model(manifest.family, manifest.config)
     try:
         state = safetensors_torch.load_file(str(weights))
@@ -93,6 +99,27 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Manifest]:
     except RuntimeError as exc:
         raise ValueError(f"{weights}: weights do not match the '{manifest.family}' config in {meta}: {exc}") from exc
     return module.eval(), manifest
+
+
+def _check_config_fits(manifest: Manifest, weights: Path) -> None:
+    """Refuse a manifest whose config describes more weights than the checkpoint file holds
+    (a hostile or mistaken config such as ``base: 10**6`` would otherwise allocate terabytes
+    before the weights are compared): the model is first built on torch's ``meta`` device, which
+    allocates nothing."""
+    torch = require("torch", "train")
+    from pyfill.models import build_model
+
+    try:
+        with torch.device("meta"):
+            probe = build_model(manifest.family, manifest.config)
+    except Exception as exc:  # noqa: BLE001 - any failure of a config to build is the user's file's fault
+        raise ValueError(f"{weights.with_suffix('.json')}: config {manifest.config} does not build a "
+                         f"'{manifest.family}' model ({exc})") from exc
+    need = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    have = weights.stat().st_size
+    if need > have:
+        raise ValueError(f"{weights}: the '{manifest.family}' config in {weights.with_suffix('.json').name} "
+                         f"describes {need:,} bytes of weights but the file holds {have:,}")
 
 
 def example_inputs(manifest: Manifest, batch: int = 1, height: int | None = None,

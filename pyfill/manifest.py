@@ -14,6 +14,7 @@ as they are.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -40,16 +41,29 @@ DERIVE_OPS: dict[str, tuple[str, ...]] = {"stroke_grid": ("from", "grid")}
 DERIVE_EXTRA_ARGS: dict[str, tuple[str, ...]] = {"stroke_grid": ("occupancy",)}
 
 
+# Bounds on what a manifest may declare, so that a hostile one cannot make the Engine allocate
+# absurd buffers: a side of at most 65,536 pixels (a fixed size of at most 2**28 pixels), 4,096
+# channels, 65,536 classes, and per-item tensor axes of at most 2**24 (2**28 elements in all).
+MAX_SIDE = 1 << 16
+MAX_FIXED_PIXELS = 1 << 28
+MAX_CHANNELS = 4096
+MAX_CLASSES = 1 << 16
+MAX_AXIS = 1 << 24
+MAX_ELEMENTS = 1 << 28
+MAX_MANIFEST_BYTES = 16 << 20
+
+
 class ManifestError(ValueError):
     """A manifest is missing, malformed, or from a newer pyfill than this one."""
 
 
-def _positive_int(minimum: int = 1) -> dict[str, Any]:
-    return {"type": "integer", "minimum": minimum}
+def _positive_int(minimum: int = 1, maximum: int = MAX_AXIS) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
 
 
 _PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-_SIZE_PAIR = {"type": "array", "items": _positive_int(), "minItems": 2, "maxItems": 2}
+_SIDE = _positive_int(1, MAX_SIDE)
+_SIZE_PAIR = {"type": "array", "items": _SIDE, "minItems": 2, "maxItems": 2}
 _DIM = {"anyOf": [_positive_int(), {"type": "null"}]}
 
 _TENSOR_SCHEMA: dict[str, Any] = {
@@ -58,12 +72,12 @@ _TENSOR_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string", "minLength": 1},
         "kind": {"enum": list(KINDS)},
-        "channels": _positive_int(),
+        "channels": _positive_int(1, MAX_CHANNELS),
         "colour_space": {"enum": list(COLOUR_SPACES)},
         "value_range": _PAIR,
-        "classes": _positive_int(0),
+        "classes": _positive_int(0, MAX_CLASSES),
         "length": _positive_int(0),
-        "shape": {"type": "array", "items": _DIM},
+        "shape": {"type": "array", "items": _DIM, "maxItems": 8},
         "dtype": {"enum": ["float32", "int64"]},
         "optional": {"type": "boolean"},
         "class_names": {"type": "array", "items": {"type": "string"}},
@@ -92,11 +106,11 @@ def manifest_schema() -> dict[str, Any]:
             "size": {
                 "type": "object",
                 "properties": {
-                    "multiple_of": _positive_int(),
-                    "min_size": _positive_int(),
-                    "max_size": {"anyOf": [_positive_int(), {"type": "null"}]},
+                    "multiple_of": _SIDE,
+                    "min_size": _SIDE,
+                    "max_size": {"anyOf": [_SIDE, {"type": "null"}]},
                     "fixed": {"anyOf": [_SIZE_PAIR, {"type": "null"}]},
-                    "scale": _positive_int(),
+                    "scale": _positive_int(1, 64),
                     "resize": {"enum": list(RESIZE_POLICIES)},
                 },
             },
@@ -104,15 +118,15 @@ def manifest_schema() -> dict[str, Any]:
                 "type": "object",
                 "properties": {
                     "supported": {"type": "boolean"},
-                    "tile": _positive_int(),
-                    "overlap": _positive_int(0),
+                    "tile": _SIDE,
+                    "overlap": _positive_int(0, MAX_SIDE),
                 },
             },
             "fp16": {"type": "boolean"},
             "bf16": {"type": "boolean"},
             "pyfill_version": {"type": "string"},
             "provenance": {"type": "object"},
-            "format_version": {"type": "integer", "minimum": 1},
+            "format_version": {"type": "integer", "minimum": 1, "maximum": FORMAT_VERSION},
         },
     }
 
@@ -145,6 +159,14 @@ class SizeRequirements:
             raise ManifestError(f"size: max_size {self.max_size} is below min_size {self.min_size}")
         if self.resize not in RESIZE_POLICIES:
             raise ManifestError(f"size.resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        sides = [self.multiple_of, self.min_size, self.max_size or 1, *(self.fixed or ())]
+        if max(sides) > MAX_SIDE or (self.fixed and self.fixed[0] * self.fixed[1] > MAX_FIXED_PIXELS):
+            raise ManifestError(f"size: declared sizes {sides} exceed the limit of {MAX_SIDE} pixels a side "
+                                f"({MAX_FIXED_PIXELS:,} pixels for a fixed size)")
+        if min(sides) < 1:
+            raise ManifestError(f"size: declared sizes must be >= 1, got {sides}")
+        if self.scale > 64:
+            raise ManifestError(f"size: scale {self.scale} is over 64")
 
 
 @dataclass
@@ -159,6 +181,8 @@ class Tiling:
     def __post_init__(self) -> None:
         if self.tile < 1 or self.overlap < 0:
             raise ManifestError("tiling: tile must be >= 1 and overlap >= 0")
+        if self.tile > MAX_SIDE or self.overlap > MAX_SIDE:
+            raise ManifestError(f"tiling: tile and overlap must be at most {MAX_SIDE}")
 
 
 @dataclass
@@ -204,6 +228,12 @@ class TensorSpec:
             raise ManifestError(f"{where}: unknown colour space '{self.colour_space}'")
         if self.kind == "labels" and self.classes < 1:
             raise ManifestError(f"{where}: a labels input needs classes >= 1")
+        if not 1 <= self.channels <= MAX_CHANNELS or not 0 <= self.classes <= MAX_CLASSES:
+            raise ManifestError(f"{where}: channels must be 1..{MAX_CHANNELS} and classes 0..{MAX_CLASSES}")
+        dims = [d for d in self.shape if d is not None] + [self.length]
+        if any(d < 0 or d > MAX_AXIS for d in dims) or math.prod(d for d in dims[:-1] if d) > MAX_ELEMENTS:
+            raise ManifestError(f"{where}: declared shape {self.shape} / length {self.length} exceeds "
+                                f"{MAX_AXIS:,} per axis or {MAX_ELEMENTS:,} elements")
         if self.kind in ("vector", "embedding"):
             if self.length < 1 and len(self.shape) == 1 and self.shape[0]:
                 self.length = int(self.shape[0])
@@ -343,10 +373,14 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"manifest of {len(text):,} characters exceeds the {MAX_MANIFEST_BYTES:,} limit")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ManifestError("manifest is not valid JSON: nested too deeply") from exc
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
@@ -359,7 +393,14 @@ class Manifest:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"manifest not found: {path}")
-        return cls.from_json(path.read_text())
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path}: a manifest of {path.stat().st_size:,} bytes exceeds the "
+                                f"{MAX_MANIFEST_BYTES:,}-byte limit")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{path}: a manifest is UTF-8 JSON; this file is not text ({exc})") from exc
+        return cls.from_json(text)
 
 
 def _size_from_dict(d: dict[str, Any]) -> SizeRequirements:
@@ -385,6 +426,9 @@ def read_onnx_manifest(path: str | Path) -> Manifest | None:
     """
     import onnxruntime as ort
 
+    from pyfill.onnx_guard import check_onnx_file
+
+    check_onnx_file(path)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:

@@ -12,6 +12,11 @@ import pytest
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# NNCF's telemetry (openvino_telemetry, consent assumed when no consent file exists) forks a
+# sender process from whatever thread reports an event: inside a pytest-xdist worker, with its
+# execnet threads, that is unsafe and reaches for a network the tests must not use. It is off
+# when CI is set; the suite's own settings (Hypothesis's profile) are chosen explicitly.
+os.environ.setdefault("CI", "true")
 # With a regular (not editable) install the source tree has no compiled core, and it must not
 # shadow the installed pyfill. Editable installs and in-place builds are unaffected.
 SOURCE_TREE_SHADOWS = not any(p.suffix in (".so", ".pyd") for p in (ROOT / "pyfill").glob("_C*"))

@@ -82,6 +82,56 @@ def test_templates_are_colour_coded_label_maps(board):
         assert used <= colours and len(used) >= 3
 
 
+def test_templates_map_each_class_to_its_legend_colour(board):
+    """Each template PNG served is the index PNG on disk with every class in its legend colour,
+    and the classes sit where the template's name says (sky on top, water in coast and lake)."""
+    from pyfill.board.server import TEMPLATE_DIR
+
+    info = json.loads(get(board, "/api/labels")[2])["labels"]
+    colour_of = {e["name"]: tuple(e["colour"]) for e in info}
+    palette = legend(board)
+    for name in json.loads(get(board, "/api/templates")[2])["templates"]:
+        index = np.asarray(Image.open(TEMPLATE_DIR / f"{name}.png"))
+        served = np.asarray(Image.open(io.BytesIO(get(board, f"/api/templates/{name}.png")[2])).convert("RGB"))
+        assert index.ndim == 2 and index.max() < len(palette), name
+        for k in np.unique(index):
+            assert (served[index == k] == palette[k]).all(), (name, k)
+        top = {tuple(c) for c in served[0]}
+        assert top <= {colour_of["sky"], colour_of["cloud"]}, name
+        used = {tuple(c) for c in served.reshape(-1, 3)}
+        expected = {"coast": ("water", "sand"), "lake": ("water",), "mountains": ("mountain",)}.get(name, ())
+        assert {colour_of[c] for c in expected} <= used, name
+
+
+@pytest.mark.parametrize("size", [(96, 160), (128, 128), (200, 72)])
+def test_draw_pixels_equal_the_engines_and_the_opencv_reference(board, size):
+    """``/api/draw``'s PNG is the engine's own answer for the same label map and strokes,
+    pixel for pixel, and within one grey level of OpenCV resizes around ONNX Runtime."""
+    import cv2
+
+    from pyfill.ops import stroke_grid, stroke_grid_latent
+    from pyfill.tasks import generate
+    from references import generate_reference, noise_labels
+
+    labels = noise_labels(*size, classes=len(legend(board)), seed=size[0])
+    strokes = np.zeros((*size, 3), np.uint8)
+    cv2.line(strokes, (4, 6), (size[1] - 4, size[0] // 3), (240, 90, 40), 5)
+    status, answer = post(board, {"labels": png(legend(board)[labels]), "strokes": png(strokes)})
+    assert status == 200, answer
+    drawn = decode(answer["image"])
+    engine_answer = generate(labels, strokes, model=board.engine)
+    np.testing.assert_array_equal(drawn, engine_answer)
+    spec = next(s for s in board.engine.manifest.inputs if s.kind == "vector")
+    latent = stroke_grid_latent(stroke_grid(strokes, strokes.any(-1), tuple(spec.derive["grid"])))
+    # fp32 rounds like the reference; bf16 (chosen on CPUs with native bf16) is kept by the
+    # Engine only within 2 grey levels of fp32 on its probe input
+    limit = 1 if board.engine.info["precision"] == "fp32" else 3
+    want = generate_reference(board.engine.path, labels, latent)
+    assert int(np.abs(drawn.astype(int) - want).max()) <= limit
+    plain = decode(post(board, {"labels": png(labels)})[1]["image"])
+    assert int(np.abs(plain.astype(int) - generate_reference(board.engine.path, labels)).max()) <= limit
+
+
 @pytest.mark.parametrize("size", [(128, 128), (96, 160)])
 def test_draw_returns_a_png_of_the_label_maps_size(board, size):
     labels = scene(*size)
@@ -180,7 +230,7 @@ def test_oversized_body_and_unknown_paths(board):
     assert response.status == 413 and "exceeds" in json.loads(response.read())["error"]
     conn.close()
     for path in ("/api/nothing", "/static/../server.py", "/api/templates/../../cli.png", "/api/templates/nope.png"):
-        with pytest.raises(urllib.error.HTTPError) as info:
+        with pytest.raises(urllib.error.HTTPError, match="HTTP Error 404") as info:
             get(board, path)
         assert info.value.code == 404 and json.loads(info.value.read())["error"]
     assert get(board, "/")[0] == 200

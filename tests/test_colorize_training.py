@@ -175,6 +175,115 @@ def test_loop_stops_at_max_rounds_and_carries_d(tmp_path: Path) -> None:
     assert s.done and s.ended["loop"] == "max_rounds" and s.round == 2
 
 
+def test_fixed_batch_steps_lower_each_phases_loss_and_the_phases_turn(tmp_path: Path) -> None:
+    """On one fixed batch: four generator steps lower the generation loss and the fill's L1 to
+    the colour image, then the phase turns to the discriminator, whose four steps lower its
+    error (fills labelled fake: the seed's label r2 starts at D's own answer, with no gradient), then the next round's generator phase begins."""
+    cfg = tiny_config(tmp_path, g_max_steps=4, d_max_steps=4, g_loss_threshold=-1.0, d_loss_threshold=-1.0,
+                      total_threshold=-1.0, real_threshold=-1.0, result_label="fake")
+    cfg["lr_g"] = cfg["lr_d"] = 5e-3
+    s = make(cfg)
+    rgb = ImageSet([], ["astronaut"], 64, 16).random_crops(4, 16, torch.Generator().manual_seed(0))
+
+    def l1() -> float:  # of the fill's a and b to the colour image's
+        with torch.no_grad():
+            return float(torch.nn.functional.l1_loss(C.split_lab(C.colorized(s.net, rgb)[0])[1], C.split_lab(rgb)[1]))
+
+    before, phases, g_losses = l1(), [], []
+    for _ in range(4):
+        phases.append(s.phase)
+        g_losses.append(s.step(rgb)["loss_g"])
+    assert phases == ["generator"] * 4 and (s.phase, s.round) == ("discriminator", 0)
+    assert g_losses[-1] < g_losses[0] and l1() < before
+    d_losses = [s.step(rgb)["loss_d"] for _ in range(4)]
+    assert d_losses[-1] < d_losses[0]
+    assert (s.phase, s.round, s.phase_step) == ("generator", 1, 0)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 5])
+def test_schedule_state_round_trips_with_phase_and_frozen_networks(tmp_path: Path, steps: int) -> None:
+    """The phased schedule's state (round, phase, step in phase, last losses, why phases ended)
+    loads into a fresh schedule, which then freezes the network the phase keeps still; taken in
+    the generator phase (1 step), the discriminator phase (3) and round 1 (5)."""
+    cfg = tiny_config(tmp_path, g_max_steps=2, d_max_steps=2, g_loss_threshold=-1.0, d_loss_threshold=-1.0,
+                      total_threshold=-1.0)
+    s = make(cfg)
+    for i in range(steps):
+        s.step(batch(i))
+    state = s.state_dict()
+    want = {1: ("generator", 0, 1), 3: ("discriminator", 0, 1), 5: ("generator", 1, 1)}[steps]
+    assert (state["phase"], state["round"], state["phase_step"]) == want and state["done"] is False
+    other = make(cfg, seed=5)
+    other.load_state_dict(json_round_trip(state))
+    assert other.state_dict() == state
+    g_frozen = not any(p.requires_grad for p in other.net.generator.parameters())
+    d_frozen = not any(p.requires_grad for p in other.net.discriminator.parameters())
+    assert (g_frozen, d_frozen) == ((False, True) if want[0] == "generator" else (True, False))
+    assert not any(p.requires_grad for p in other.target_d.parameters())
+
+
+@pytest.mark.parametrize(("distance", "n"), [("l1", 4), ("l2", 4), ("l1", 1)])
+def test_discrimination_error_is_the_image_distance_of_the_selected_samples(tmp_path: Path, distance: str,
+                                                                            n: int) -> None:
+    """With ``result_weight`` 0 the discriminator phase's error is ``image_weight`` times the
+    mean over the selected samples of each sample's mean |fill - ab| (l1) or (fill - ab)^2 (l2),
+    computed here from G's prediction directly; r2 and r3 are logged as the target and current
+    discriminators' mean realness of the fills."""
+    from pyfill.models.colorize import realness
+
+    cfg = tiny_config(tmp_path, g_max_steps=1, image_distance=distance, image_weight=2.0, result_weight=0.0,
+                      real_threshold=-1.0, g_loss_threshold=-1.0)
+    s = make(cfg)
+    rgb = batch(3, n)
+    s.step(rgb)
+    assert s.phase == "discriminator"
+    l_norm, ab = C.split_lab(rgb)
+    with torch.no_grad():
+        fill = s.net.generator(l_norm)
+        r2 = float(realness(s.target_d(l_norm, fill)).mean())
+        r3 = float(realness(s.net.discriminator(l_norm, fill)).mean())
+    diff = fill - ab
+    per_sample = (diff.abs() if distance == "l1" else diff**2).mean(dim=(1, 2, 3))
+    logs = s.step(rgb)
+    assert s.last_selection.all() and logs["selected"] == 1.0
+    assert logs["loss_d"] == pytest.approx(2.0 * float(per_sample.mean()), rel=1e-5)
+    assert logs["r2"] == pytest.approx(r2, rel=1e-5) and logs["r3"] == pytest.approx(r3, rel=1e-5)
+
+
+@pytest.mark.parametrize("term", ["image", "result"])
+def test_discrimination_error_counts_only_the_selected_samples(tmp_path: Path, term: str) -> None:
+    """With the threshold just below the best-fooling sample's r2 only that sample is selected:
+    the error is its own image distance (or its own BCE(r3, r2), written out here), r3 its own
+    realness, and the share selected 1/4."""
+    from pyfill.models.colorize import realness
+
+    weights = {"image_weight": 2.0, "result_weight": 0.0} if term == "image" else {"image_weight": 0.0, "result_weight": 1.0}
+    cfg = tiny_config(tmp_path, g_max_steps=1, g_loss_threshold=-1.0, **weights)
+    s = make(cfg)
+    rgb = batch(4)
+    s.step(rgb)
+    l_norm, ab = C.split_lab(rgb)
+    with torch.no_grad():
+        fill = s.net.generator(l_norm)
+        r2 = realness(s.target_d(l_norm, fill)).reshape(-1)
+        r3 = realness(s.net.discriminator(l_norm, fill)).reshape(-1)
+    best = int(r2.argmax())
+    s.p["real_threshold"] = float(r2.sort().values[-2])
+    logs = s.step(rgb)
+    assert s.last_selection.tolist() == [i == best for i in range(4)] and logs["selected"] == 0.25
+    p, q = float(r3[best]), float(r2[best])
+    want = 2.0 * float((fill[best] - ab[best]).abs().mean()) if term == "image" else \
+        -(q * np.log(p) + (1 - q) * np.log(1 - p))
+    assert logs["loss_d"] == pytest.approx(want, rel=1e-4)
+    assert logs["r3"] == pytest.approx(p, rel=1e-5)
+
+
+def json_round_trip(state: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(state))
+
+
 def test_difference_generation_loss(tmp_path: Path) -> None:
     s = make(tiny_config(tmp_path, gen_loss="difference"))
     r1, r2 = torch.tensor([[0.9], [0.7]]), torch.tensor([[0.4], [0.2]])
@@ -224,6 +333,37 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     out = Path(cut["out"])
     for name in ("losses.png", "colorize.safetensors", "colorize.json", "checkpoints/step_00000006/state.safetensors"):
         assert (out / name).is_file(), name
+
+
+PHASES = {"g_max_steps": 2, "d_max_steps": 2, "max_rounds": 2,
+          "g_loss_threshold": -1.0, "d_loss_threshold": -1.0, "total_threshold": -1.0}  # phases end on their caps
+
+
+@pytest.fixture(scope="module")
+def uncut_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return C.train({**tiny_config(tmp_path_factory.mktemp("uncut"), **PHASES), "max_steps": 12, "checkpoint_every": 100})
+
+
+@pytest.mark.parametrize("cut", [3, 5, 7])
+def test_resume_cut_inside_every_phase_continues_exactly(tmp_path: Path, cut: int, uncut_run: dict) -> None:
+    """Phases of 2 generator and 2 discriminator steps, at most 2 rounds: a run cut inside the
+    discriminator phase of round 0 (step 3), the generator phase of round 1 (step 5) and the
+    discriminator phase of round 1 (step 7) and resumed logs the same rounds and losses as an
+    uncut run, ends at the same step for the same reason (``max_rounds``), with the same
+    weights."""
+    straight = uncut_run
+    assert straight["steps"] == 8 and straight["ended"]["loop"] == "max_rounds"
+    part = {**tiny_config(tmp_path, **PHASES), "checkpoint_every": 1}
+    C.train({**part, "max_steps": cut})
+    resumed = C.train({**part, "max_steps": 12}, resume=True)
+    assert resumed["steps"] == 8 and resumed["ended"] == straight["ended"]
+    assert same(params(resumed["model"]), params(straight["model"]))
+    want = H.read_csv_log(Path(straight["out"]) / "log.csv")
+    got = H.read_csv_log(Path(part["out"]) / "log.csv")
+    assert [float(r["round"]) for r in got] == [float(r["round"]) for r in want] == [0, 0, 0, 0, 1, 1, 1, 1]
+    for a, b in zip(got, want):
+        for field in ("loss_g", "loss_d"):
+            assert a[field] == b[field], (field, a, b)
 
 
 def test_deterministic_seeding(tmp_path: Path) -> None:

@@ -45,6 +45,28 @@ def test_conversions_refuse_other_types() -> None:
         image_to_chw(np.zeros((0, 4, 3), np.uint8))
 
 
+def test_defaults_are_the_8_bit_scale() -> None:
+    img = np.random.default_rng(2).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(image_to_chw(img), ref.image_to_chw(img, 1 / 255, 0.0))
+    x = np.random.default_rng(3).uniform(0, 1, (3, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(chw_to_image(x), ref.chw_to_image(x, 255.0, 0.0))
+
+
+def test_refusals_name_the_type_dtype_and_shape() -> None:
+    with pytest.raises(TypeError, match=r"^image_to_chw takes a uint8 \(H, W, C\) NumPy array, got ndarray uint8 \(4, 4\)$"):
+        image_to_chw(np.zeros((4, 4), np.uint8))
+    with pytest.raises(TypeError, match=r"^image_to_chw takes a uint8 \(H, W, C\) NumPy array, got list  $"):
+        image_to_chw([1, 2])
+    with pytest.raises(TypeError, match=r"^chw_to_image takes a float32 \(C, H, W\) NumPy array, got ndarray float64 \(3, 4, 4\)$"):
+        chw_to_image(np.zeros((3, 4, 4)))
+    with pytest.raises(TypeError, match=r"^chw_to_image takes a float32 \(C, H, W\) NumPy array, got str  $"):
+        chw_to_image("x")
+    with pytest.raises(ValueError, match=r"^image_to_chw: empty image of shape \(0, 4, 3\)$"):
+        image_to_chw(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"^chw_to_image: empty array of shape \(3, 0, 4\)$"):
+        chw_to_image(np.zeros((3, 0, 4), np.float32))
+
+
 def test_doctor_reports_the_instruction_set_the_hot_loops_run() -> None:
     import platform
 

@@ -26,14 +26,28 @@ def test_replays_follow_new_inputs_and_the_cache_stays_bounded(unet) -> None:
     reference = copy.deepcopy(unet).cuda()
     backend = TorchBackend(copy.deepcopy(unet), ["image"], "cuda", "fp16", cuda_graphs=True)
     sizes = [64, 96, 64, 128, 160, 192, 64, 96, 224]  # more shapes than the cache holds, some repeated
+    tolerance = 2e-2
+    last: dict[int, tuple] = {}  # size -> (input, expected, returned) of its previous call
+    replays = 0
     for i, s in enumerate(sizes):
         x = torch.rand(2, 3, s, s, device="cuda", generator=torch.Generator("cuda").manual_seed(i)) * 2 - 1
+        kept = [tuple(k) for k in backend.graph_shapes]
         (y,) = backend.run({"image": x})
         with torch.inference_mode():
             want = reference(x)
-        # a stale replay would return the previous input's result, far outside fp16's error
-        assert y.shape == want.shape and (y - want).abs().max().item() < 2e-2
+        assert y.shape == want.shape and (y - want).abs().max().item() < tolerance
+        if s in last:
+            x0, want0, y0 = last[s]
+            # By construction a stale replay (the previous input's result) cannot pass: the
+            # inputs differ and so do their results, by far more than the tolerance ...
+            assert (x - x0).abs().max().item() > 0.5
+            assert (want - want0).abs().max().item() > 10 * tolerance
+            # ... and a result handed out earlier is not overwritten by a later replay
+            assert (y0 - want0).abs().max().item() < tolerance
+            replays += any(k[0][0][2] == s for k in kept)
+        last[s] = (x, want, y)
         assert len(backend.graph_shapes) <= TorchBackend.MAX_GRAPHS
+    assert replays >= 2, "the sizes must make the backend replay kept graphs, not only capture new ones"
     assert [k[0][0][2] for k in backend.graph_shapes] == [160, 192, 64, 96, 224][-TorchBackend.MAX_GRAPHS:]
 
 

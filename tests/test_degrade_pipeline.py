@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from helpers import requires_cuda
@@ -132,22 +134,22 @@ def test_torch_cpu_batches() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="preset must be one of .*got 'nope'"):
         Pipeline("nope")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unknown option.* for preset 'seed': not_an_option"):
         Pipeline("seed", not_an_option=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"jpeg_prob must be in \[0, 1\], got 1.5"):
         Pipeline("seed", jpeg_prob=1.5)
     with pytest.raises(ValueError, match=r"seed: expected an int in \[0, 2\*\*64\), got -1"):
         Pipeline("seed", seed=-1)
     with pytest.raises(TypeError, match="seed: expected an int, got float"):
         Pipeline("seed", seed=1.5)
     pipe = Pipeline("seed")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"batch must have shape \(B, H, W, 3\), got \(4, 4, 3\)"):
         pipe(np.zeros((4, 4, 3), np.uint8))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="got 3 records for a batch of 2 images"):
         pipe.apply(make_batch(2), pipe.sample(3, (48, 40)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown degradation step 'sharpen'"):
         apply_steps(make_batch(1)[0], [{"op": "sharpen"}])
 
 
@@ -224,7 +226,7 @@ def test_compiled_records_reject_bad_records() -> None:
         pipe.apply(batch, [[jpeg], [{"op": "resize", "size": (8, 8), "interpolation": "area"}]])
     with pytest.raises(ValueError, match="NaN"):
         pipe.apply(np.full((2, 8, 8, 3), np.nan, np.float32), [[jpeg], [jpeg]])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="images must be uint8 or float32, got int16"):
         pipe.apply(batch.astype(np.int16), [[jpeg], [jpeg]])
 
 
@@ -271,9 +273,32 @@ def test_compiled_entry_point_rejects_bad_arrays_without_crashing() -> None:
         "rank": {"img": img[0]},
         "non-contiguous": {"img": img[:, :, ::2]},
     }
+    messages = {
+        'code': 'unknown step code 9',
+        'columns': 'steps must be an (S, 6) int64 array',
+        'kernel slice': 'kernel slice out of range',
+        'even kernel': 'a blur kernel needs an odd number of taps',
+        '2-D kernel': 'a 2-D kernel must be square with an odd size',
+        'quality': 'JPEG quality must be in 1..100',
+        'resize size': 'resize sizes must be in 1..2**20',
+        'interpolation': 'unknown interpolation',
+        'end size': "image 0's steps do not end at the input size",
+        'params': 'params must be an (S, 2) float32 array',
+        'seeds': 'seeds must have one entry per step',
+        'offsets length': 'offsets must have B + 1 entries',
+        'offsets order': 'offsets must start at 0 and end at the number of steps',
+        'offsets end': 'offsets must start at 0 and end at the number of steps',
+        'noise sigma': 'bad Gaussian noise sigma or mean',
+        'salt amount': 'salt-and-pepper amount must be in [0, 1]',
+        'kernel values': 'kernels must be finite',
+        'jpeg channels': 'JPEG needs 3 channels',
+        'empty': 'empty image',
+        'rank': 'expected a (B, H, W, C) array',
+        'non-contiguous': 'array must be C-contiguous',
+    }
+    assert messages.keys() == bad.keys()
     for name, changes in bad.items():
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="apply_pipeline: " + re.escape(messages[name])):
             call(**changes)
-            pytest.fail(name)
     with pytest.raises(ValueError, match="dtype"):
         call(img=img.astype(np.int16))

@@ -355,7 +355,7 @@ def test_bad_conditions_raise_clear_errors(spade_files) -> None:
 
 
 def test_bad_model_files_raise_clear_errors(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="model file not found: .*missing.onnx"):
         Engine(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a model")

@@ -45,6 +45,15 @@ def test_hinge_losses_by_hand() -> None:
     # scale 1: relu(1)=1; relu(2)=2; sum 3. Mean over scales: 1.875.
     assert float(G.hinge_d(real, fake)) == pytest.approx(1.875)
     assert float(G.hinge_g(fake)) == pytest.approx((1.0 + -1.0) / 2)
+    # the generator's loss falls as D's fake logits rise: -(1.5) and -(-0.5), averaged
+    assert float(G.hinge_g([torch.tensor([2.0, 1.0]), torch.tensor([-0.5])])) == pytest.approx((-1.5 + 0.5) / 2)
+
+
+def test_one_hot_has_every_class_even_when_the_labels_miss_some() -> None:
+    labels = torch.tensor([[[0, 3], [3, 1]]])
+    seg = G.one_hot(labels, 8)
+    assert seg.shape == (1, 8, 2, 2) and seg.dtype == torch.float32
+    assert torch.equal(seg.argmax(1), labels) and float(seg[:, 4:].abs().sum()) == 0.0
 
 
 def test_feature_matching_skips_logits_and_averages_scales() -> None:
@@ -199,6 +208,46 @@ def test_steps_train_both_networks_with_finite_losses(tmp_path: Path) -> None:
         assert all(np.isfinite(v) for v in logs.values()) and set(logs) == set(G.LOSS_FIELDS)
     assert not same(params(t.generator), g0) and not same(params(t.discriminator), d0)
     assert all(p.requires_grad for p in t.discriminator.parameters())
+
+
+def _fixed_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images, labels = LabelledImageSet.from_landscapes(4, 32).batch(2, torch.Generator().manual_seed(0))
+    return G.make_inputs(images, labels, 8, 0.75, 0, torch.device("cpu"))
+
+
+def _margin(t: G.Trainer, seg: torch.Tensor, latent: torch.Tensor, real: torch.Tensor) -> float:
+    """mean D(real) - mean D(fake) over the scales' logits."""
+    with torch.no_grad():
+        fake = t.generator(seg, latent)
+        real_logits = [f[-1] for f in t.discriminator(seg, real)]
+        fake_logits = [f[-1] for f in t.discriminator(seg, fake)]
+    return float(torch.stack([r.mean() - f.mean() for r, f in zip(real_logits, fake_logits)]).mean())
+
+
+def test_discriminator_steps_on_a_fixed_batch_widen_the_real_fake_margin(tmp_path: Path) -> None:
+    """With G held still (lr_g = 0), D's hinge loss falls and D(real) - D(fake) grows: a loss
+    whose real and fake halves traded places would shrink it."""
+    torch.manual_seed(0)
+    t = G.Trainer(tiny_config(tmp_path, "lr_g=0.0", "lr_d=2e-3"), 8, H.DistContext())
+    batch = _fixed_batch()
+    g0 = params(t.generator)
+    start = _margin(t, *batch)
+    losses = [t.step(*batch)["loss_d"] for _ in range(6)]
+    assert same(params(t.generator), g0)
+    assert _margin(t, *batch) > start + 0.1  # measured: +0.24 after 6 steps
+    assert losses[-1] < losses[0]
+
+
+def test_generator_steps_on_a_fixed_batch_lower_l1_and_the_adversarial_loss(tmp_path: Path) -> None:
+    """With D held still (lr_d = 0): the generator's L1 to the real image and its hinge loss
+    -D(fake) both fall over a few steps."""
+    torch.manual_seed(0)
+    t = G.Trainer(tiny_config(tmp_path, "lr_d=0.0", "lr_g=2e-3", "l1_weight=1.0", "fm_weight=0.0"), 8, H.DistContext())
+    batch = _fixed_batch()
+    d0 = params(t.discriminator)
+    logs = [t.step(*batch) for _ in range(6)]
+    assert same(params(t.discriminator), d0)
+    assert logs[-1]["l1"] < logs[0]["l1"] and logs[-1]["adv_g"] < logs[0]["adv_g"]
 
 
 def test_discriminator_is_multi_scale_and_conditioned_on_labels() -> None:

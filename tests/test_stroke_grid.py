@@ -275,28 +275,28 @@ def test_bad_synthesis_input_is_refused(kwargs: dict, error: type, match: str) -
 
 
 @pytest.mark.parametrize(
-    ("args", "error"),
+    ("args", "error", "message"),
     [
-        ((_img(10, 10, 3), None, 3, 3), ValueError),
-        ((_img(1, 10, 10, 4), None, 3, 3), ValueError),
-        ((_img(1, 10, 10, 3), None, 0, 3), ValueError),
-        ((_img(1, 10, 10, 3), None, 3, 11), ValueError),
-        ((_img(1, 0, 10, 3), None, 1, 1), ValueError),
-        ((_img(1, 10, 10, 3)[:, ::-1], None, 3, 3), ValueError),
-        ((_img(1, 10, 10, 3, dtype=np.int16), None, 3, 3), TypeError),
-        ((_img(1, 10, 10, 3), _img(2, 10, 10), 3, 3), ValueError),
-        ((_img(1, 10, 10, 3), _img(1, 10, 10, dtype=np.int32), 3, 3), ValueError),
-        ((_img(1, 10, 10, 3), [[0] * 10] * 10, 3, 3), TypeError),
-        (([[[[0, 0, 0]]]], None, 1, 1), TypeError),
+        ((_img(10, 10, 3), None, 3, 3), ValueError, r"strokes: expected a \(B, H, W, 3\) array"),
+        ((_img(1, 10, 10, 4), None, 3, 3), ValueError, r"strokes: expected a \(B, H, W, 3\) array"),
+        ((_img(1, 10, 10, 3), None, 0, 3), ValueError, "grid must be between 1 and the image size"),
+        ((_img(1, 10, 10, 3), None, 3, 11), ValueError, "grid must be between 1 and the image size"),
+        ((_img(1, 0, 10, 3), None, 1, 1), ValueError, "strokes: image is empty"),
+        ((_img(1, 10, 10, 3)[:, ::-1], None, 3, 3), ValueError, "strokes: expected a C-contiguous array"),
+        ((_img(1, 10, 10, 3, dtype=np.int16), None, 3, 3), TypeError, "strokes: expected uint8 or float32 pixels"),
+        ((_img(1, 10, 10, 3), _img(2, 10, 10), 3, 3), ValueError, r"occupancy: expected a \(B, H, W\) array matching strokes"),
+        ((_img(1, 10, 10, 3), _img(1, 10, 10, dtype=np.int32), 3, 3), ValueError, "occupancy: expected a C-contiguous uint8 or bool array"),
+        ((_img(1, 10, 10, 3), [[0] * 10] * 10, 3, 3), TypeError, "occupancy: expected a NumPy array or None"),
+        (([[[[0, 0, 0]]]], None, 1, 1), TypeError, "incompatible function arguments"),
     ],
 )
-def test_compiled_kernel_checks_its_arguments(args: tuple, error: type) -> None:
-    with pytest.raises(error):
+def test_compiled_kernel_checks_its_arguments(args: tuple, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
         _C.stroke_grid_cpu(*args)
 
 
 def test_compiled_synthesis_checks_dropped_count() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"dropped cells must be in \[0, S1 \* S2\]"):
         _C.stroke_grid_from_image_cpu(_img(1, 10, 10, 3), 3, 3, 10, 0)
 
 

@@ -279,27 +279,42 @@ class NearestX2(torch.nn.Module):
         return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
 
 
+class Negative(torch.nn.Module):
+    """An image-to-image "restoration" that visibly changes every pixel: 1 - x."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.0 - x
+
+
+def _image_model(module: torch.nn.Module, path: Path) -> Path:
+    torch.onnx.export(module, (torch.zeros(1, 3, 64, 64),), str(path), input_names=["input"],
+                      output_names=["output"], opset_version=17, dynamo=False,
+                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h2", 3: "w2"}})
+    return path
+
+
 def test_swapped_faces_can_be_restored_before_paste_back(byo: dict[str, Path], tmp_path: Path) -> None:
     import pyfill
 
     source, target = scene(seed=1), scene(seed=2)
     kwargs = {"model": byo["swapper"], "embedder": byo["embedder"], "analyzer": analyzer(byo), "colour_match": False}
-    plain = Swapper(source, **kwargs)
-    restoring = Swapper(source, restore="restore", **kwargs)
     crop = scene(128, 128, markers=())
-    # the crop goes through the restoration model as pyfill.restore would run it
-    np.testing.assert_array_equal(restoring.restored(crop), pyfill.restore(crop, tile=0))
+    # the crop goes through the shipped restoration model as pyfill.restore would run it
+    shipped = Swapper(source, restore="restore", **kwargs)
+    np.testing.assert_array_equal(shipped.restored(crop), pyfill.restore(crop, tile=0))
+    # a restoration that changes every pixel changes the pasted face and nothing else
+    negative = _image_model(Negative(), tmp_path / "negative.onnx")
+    plain = Swapper(source, backend="onnxruntime", **kwargs)
+    restoring = Swapper(source, restore=negative, backend="onnxruntime", **kwargs)
+    np.testing.assert_array_equal(restoring.restored(crop), 255 - crop)
     a, b = plain.swap_image(target).image, restoring.swap_image(target).image
     lm = MarkerDetector().detect(target)[0].landmarks
     weight = cv2.warpAffine(face_mask(128), invert_affine(alignment_matrix(lm, 128)), (320, 240),
                             flags=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(a[weight == 0], b[weight == 0])  # nothing outside the face moves
-    assert (a != b).any()
+    assert (a != b)[weight > 0.5].all(axis=-1).mean() > 0.9
     # an upscaler's result comes back to the crop size: nearest x2, then area / 2, is the crop itself
-    x2 = tmp_path / "x2.onnx"
-    torch.onnx.export(NearestX2(), (torch.zeros(1, 3, 64, 64),), str(x2), input_names=["input"],
-                      output_names=["output"], opset_version=17, dynamo=False,
-                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h2", 3: "w2"}})
+    x2 = _image_model(NearestX2(), tmp_path / "x2.onnx")
     exact = Swapper(source, restore=x2, backend="onnxruntime", **kwargs)  # fp32: no bf16 rounding
     np.testing.assert_array_equal(exact.restored(crop), crop)
 
@@ -412,10 +427,11 @@ def test_cli_swaps_a_folder_and_counts_images_without_a_face(tmp_path: Path, ast
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "coffee.png")), coffee)
     plain = np.asarray(Image.open(tmp_path / "out" / "mirrored.png"))
     assert (plain != astronaut[:, ::-1]).any()
-    # --restore runs the shipped restoration model on the swapped face: only the face changes
+    # --restore MODEL runs a restoration model on the swapped face: only the face changes
+    negative = _image_model(Negative(), tmp_path / "negative.onnx")
     status = _run_cli(["swap", "--source", str(tmp_path / "face.png"), str(tmp_path / "in" / "mirrored.png"), "-o",
                        str(tmp_path / "restored"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"]),
-                       "--restore"])
+                       "--restore", "--restore-model", str(negative)])
     assert status == 0
     restored = np.asarray(Image.open(tmp_path / "restored" / "mirrored.png"))
     changed = (restored != plain).any(axis=-1)

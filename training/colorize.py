@@ -20,6 +20,15 @@ G predicts ab from L; D judges (L, ab). Two schedules:
 
 ``alternating`` (standard pix2pix): per batch one D step (colour -> real, fill -> fake) and one
 G step (fill -> real, plus ``g_image_weight`` x L1).
+
+``bins`` (Zhang et al., 2016; needs ``model.head`` ``bins``): G predicts a distribution over
+quantised ab bins, trained with cross-entropy against a soft encoding of the true ab (its
+``bins.neighbours`` nearest bins, Gaussian weights of width ``bins.sigma``), each pixel weighted
+by class rebalancing: w ~ 1 / ((1 - ``bins.rebalance``) p + ``bins.rebalance`` / K) with p the
+bins' smoothed frequency in the training data (measured on ``bins.prior_batches`` batches at the
+start), normalised so E_p[w] = 1. D is trained on the side as a realness critic: real colour
+crops against G's fills and randomly tinted copies of the real crops (``bins.tint_share`` of the
+fakes); G gets D's gradient only with ``adv_weight`` > 0 (a weak GAN phase).
 """
 
 from __future__ import annotations
@@ -34,24 +43,28 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyfill.models import build_model, make_manifest
-from pyfill.models.colorize import AB_SCALE, Colorizer, lab_to_rgb, normalise_l, realness, rgb_to_lab
+from pyfill.models.colorize import AB_SCALE, BinGenerator, Colorizer, lab_to_rgb, normalise_l, realness, rgb_to_lab
 from training import harness as H
 from training.data import ImageSet
 
 DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "seed": 0,
     "device": "auto",
+    "threads": 0,
     "amp": True,
     "out": "runs/colorize",
-    "model": {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3},
+    "model": {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3, "head": "regression", "bin_size": 10.0,
+              "temperature": 0.38},
     "data": {"folders": [], "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field",
                                                "retina", "stereo_motorcycle"],
-             "max_side": 256, "crop": 64, "batch": 8, "val_folders": []},
+             "max_side": 256, "crop": 64, "batch": 8, "val_folders": [], "in_memory": False},
     "lr_g": 2e-4,
     "lr_d": 2e-4,
     "max_steps": 1000,
     "schedule": "phased",
     "g_image_weight": 10.0,
+    "adv_weight": 0.0,
+    "bins": {"rebalance": 0.5, "sigma": 5.0, "neighbours": 5, "prior_batches": 50, "tint_share": 0.5},
     "phased": {
         "gen_loss": "bce",
         "g_loss_threshold": 0.0,
@@ -71,7 +84,7 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "sample_every": 200,
 })
 
-LOSS_FIELDS = ("loss_g", "loss_d", "r1", "r2", "r3", "selected", "round")
+LOSS_FIELDS = ("loss_g", "loss_d", "r1", "r2", "r3", "selected", "round", "real", "fake", "tinted")
 
 
 def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,7 +297,132 @@ class PhasedSchedule(Schedule):
             self._start_discriminator_phase()
 
 
-SCHEDULES = {"phased": PhasedSchedule, "alternating": AlternatingSchedule}
+def random_tint(ab: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Randomly tinted copies of ab / AB_SCALE (N, 2, H, W): per image one of a global colour
+    cast (an offset of 15-40 ab units in a random direction), a hue rotation by 60-180 degrees
+    either way, or chroma scaled by 2-3; clipped to [-1, 1]."""
+    n = len(ab)
+    u = torch.rand(n, 3, generator=generator).to(ab.device)
+    kind = (u[:, 0] * 3).long()
+    angle = u[:, 1] * 2 * torch.pi
+    cast = torch.stack([torch.cos(angle), torch.sin(angle)], 1) * (15.0 + 25.0 * u[:, 2:3]) / AB_SCALE
+    turn = torch.where(u[:, 1] < 0.5, 1.0, -1.0) * (torch.pi / 3 + u[:, 2] * 2 * torch.pi / 3)
+    cos, sin = torch.cos(turn)[:, None, None], torch.sin(turn)[:, None, None]
+    rotated = torch.stack([ab[:, 0] * cos - ab[:, 1] * sin, ab[:, 0] * sin + ab[:, 1] * cos], 1)
+    scaled = ab * (2.0 + u[:, 2])[:, None, None, None]
+    shifted = ab + cast[:, :, None, None]
+    pick = kind[:, None, None, None]
+    return torch.where(pick == 0, shifted, torch.where(pick == 1, rotated, scaled)).clamp(-1.0, 1.0)
+
+
+def nearest_bins(ab: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """ab in ab units (N, 2, h, w), bin centres (K, 2) -> index of the nearest bin (N, h, w)."""
+    d2 = ((ab.permute(0, 2, 3, 1)[..., None, :] - centres) ** 2).sum(-1)
+    return d2.argmin(-1)
+
+
+def soft_encode(ab: torch.Tensor, centres: torch.Tensor, neighbours: int,
+                sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft encoding of ab (N, 2, h, w) in ab units: Gaussian weights (width ``sigma``) on the
+    ``neighbours`` nearest of the bins ``centres`` (K, 2), summing to 1 -> (target (N, K, h, w),
+    index of the nearest bin (N, h, w))."""
+    d2 = ((ab.permute(0, 2, 3, 1)[..., None, :] - centres) ** 2).sum(-1)  # (N, h, w, K)
+    near, index = d2.topk(neighbours, dim=-1, largest=False)
+    weights = torch.softmax(-near / (2 * sigma**2), dim=-1)
+    target = torch.zeros_like(d2).scatter_(-1, index, weights)
+    return target.permute(0, 3, 1, 2), index[..., 0]
+
+
+def rebalancing_weights(counts: torch.Tensor, centres: torch.Tensor, rebalance: float, sigma: float) -> torch.Tensor:
+    """Class rebalancing (Zhang et al., 2016): bin counts (K,) -> weights (K,) proportional to
+    1 / ((1 - rebalance) p + rebalance / K), p the counts' distribution smoothed by a Gaussian
+    of width ``sigma`` over the bin centres, normalised so that sum p w = 1."""
+    if not 0.0 <= rebalance <= 1.0:
+        raise ValueError(f"bins.rebalance must be in [0, 1], got {rebalance}")
+    p = counts.double() / counts.sum().clamp(min=1)
+    kernel = torch.exp(-torch.cdist(centres.double(), centres.double()) ** 2 / (2 * sigma**2))
+    p = kernel @ p / kernel.sum(1)
+    p = p / p.sum()
+    w = 1.0 / ((1.0 - rebalance) * p + rebalance / len(p))
+    return (w / (p * w).sum()).float()
+
+
+class BinSchedule(Schedule):
+    """Classification with class rebalancing for G, plus a realness critic D (see the module
+    docstring). ``weights``: the rebalancing weights per bin, set by :meth:`fit_prior`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.net.generator, BinGenerator):
+            raise ValueError("schedule 'bins' needs model.head 'bins'")
+        self.b = self.config["bins"]
+        self.centres = self.net.generator.centres
+        self.weights: torch.Tensor | None = None
+
+    def fit_prior(self, batches: Any) -> None:
+        """Count the nearest bins of the true ab over ``batches`` (an iterable of sRGB crops
+        (N, 3, H, W)) and set the rebalancing weights."""
+        counts = torch.zeros(len(self.centres), dtype=torch.float64)
+        for rgb in batches:
+            ab = F.avg_pool2d(split_lab(rgb.to(self.centres.device))[1] * AB_SCALE, 4)
+            counts += torch.bincount(nearest_bins(ab, self.centres).reshape(-1), minlength=len(counts)).double().cpu()
+        self.weights = rebalancing_weights(counts, self.centres.cpu(), float(self.b["rebalance"]),
+                                           float(self.b["sigma"])).to(self.centres.device)
+
+    def step(self, rgb: torch.Tensor) -> dict[str, float]:
+        if self.weights is None:
+            raise RuntimeError("call fit_prior before training with the 'bins' schedule")
+        g, d = self.net.generator, self.net.discriminator
+        assert isinstance(g, BinGenerator)
+        tint_share = float(self.b["tint_share"])
+        fills: list[torch.Tensor] = []
+
+        def g_loss(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            l_norm, ab = part
+            logits = self.g_train(l_norm, return_logits=True)
+            ab_small = F.avg_pool2d(ab * AB_SCALE, 4)
+            target, nearest = soft_encode(ab_small, self.centres, int(self.b["neighbours"]), float(self.b["sigma"]))
+            pixel_w = self.weights[nearest]
+            ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(1)
+            loss = (ce * pixel_w).sum() / pixel_w.sum()
+            fill = g.decode_logits(logits, (l_norm.shape[-2], l_norm.shape[-1]))
+            fills.append(fill.detach())
+            if self.config["adv_weight"] > 0:
+                adv = d(l_norm, fill).float()
+                loss = loss + self.config["adv_weight"] * F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))
+            return loss, {"loss_g": loss.detach()}
+
+        def d_loss(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+            l_norm, ab = part
+            fill = fills.pop(0)
+            n_tint = int(round(len(ab) * tint_share))
+            fakes = torch.cat([random_tint(ab[:n_tint]), fill[n_tint:]])
+            logits = self.d_train(torch.cat([l_norm, l_norm]), torch.cat([ab, fakes])).float()
+            real, fake = logits[: len(ab)], logits[len(ab):]
+            loss = 0.5 * (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+                          + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+            probs = realness(logits.detach())
+            return loss, {"loss_d": loss.detach(), "real": probs[: len(ab)].mean(),
+                          "tinted": probs[len(ab): len(ab) + n_tint].mean() if n_tint else probs.new_tensor(0.0),
+                          "fake": probs[len(ab) + n_tint:].mean()}
+
+        batch = split_lab(rgb)
+        set_frozen(d, True)
+        logs = self.updater.update("g", batch, g_loss)
+        set_frozen(d, False)
+        logs.update(self.updater.update("d", batch, d_loss))
+        return self.mean(logs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "weights": None if self.weights is None else self.weights.cpu().tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state.get("weights") is not None:
+            self.weights = torch.tensor(state["weights"], device=self.centres.device)
+
+
+SCHEDULES = {"phased": PhasedSchedule, "alternating": AlternatingSchedule, "bins": BinSchedule}
 
 
 def make_schedule(net: Colorizer, config: dict[str, Any], ctx: H.DistContext) -> Schedule:
@@ -326,7 +464,10 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     Writes to ``config["out"]`` what :func:`training.harness.train_loop` writes, with
     ``colorize.safetensors`` / ``colorize.json`` the model checkpoint for ``pyfill export``
     (EMA weights) and validation PSNR / SSIM of the fills against the colour crops.
+    ``threads`` > 0 limits torch's CPU threads.
     """
+    if int(config["threads"]) > 0:
+        torch.set_num_threads(int(config["threads"]))
     return H.run_distributed(_train, config, resume)
 
 
@@ -337,11 +478,16 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     manifest = make_manifest("colorize", config["model"])
     data_cfg = config["data"]
     crop = int(data_cfg["crop"])
-    images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]), crop)
+    images = ImageSet(data_cfg["folders"], data_cfg["package_images"], int(data_cfg["max_side"]), crop,
+                      in_memory=bool(data_cfg["in_memory"]))
     held_out = ImageSet(data_cfg["val_folders"], (), int(data_cfg["max_side"]), crop) if data_cfg["val_folders"] \
         else images
     batch = H.process_batch(config, ctx)
     schedule = make_schedule(net, config, ctx)
+    if isinstance(schedule, BinSchedule):
+        prior_gen = H.validation_generator(seed, 10_000)
+        schedule.fit_prior(images.random_crops(batch, crop, prior_gen)
+                           for _ in range(int(config["bins"]["prior_batches"])))
 
     def validate() -> dict[str, float]:
         psnrs, ssims = [], []

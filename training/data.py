@@ -139,13 +139,15 @@ class ImageSet:
     and counted in ``skipped``) and from :data:`PACKAGE_IMAGES` names (at most eight photos, kept
     in memory). Images are shrunk (area filter) to ``max_side`` and must be at
     least ``min_side`` on both sides after that (smaller ones are skipped and counted too).
-    ``images[i]`` gives image ``i`` as float32 (H, W, 3) in [0, 1].
+    ``images[i]`` gives image ``i`` as float32 (H, W, 3) in [0, 1]. ``in_memory``: keep each image
+    once decoded (for small sets whose decoding would dominate a step).
     """
 
     def __init__(self, folders: Sequence[str | os.PathLike[str]] = (), package: Sequence[str] = (),
-                 max_side: int = 256, min_side: int = 32) -> None:
+                 max_side: int = 256, min_side: int = 32, in_memory: bool = False) -> None:
         from PIL import Image
 
+        self._cache: dict[int, np.ndarray] | None = {} if in_memory else None
         self.max_side, self.min_side = int(max_side), int(min_side)
         self.sources: list[str] = []
         self.sizes: list[tuple[int, int]] = []
@@ -192,8 +194,13 @@ class ImageSet:
         source = self.sources[index]
         if source.startswith("package:"):
             return self._package[source[len("package:"):]]
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         h, w = self.sizes[index]
-        return _decode_shrunk(source, (w, h))
+        img = _decode_shrunk(source, (w, h))
+        if self._cache is not None:
+            self._cache[index] = img
+        return img
 
     def manifest(self) -> dict[str, object]:
         """What the set holds, for provenance: file count and hash (see

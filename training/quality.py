@@ -10,7 +10,16 @@ crops. Two sources of labels (``data.mode``):
   at a random strength t in [0, 1] (:func:`training.restore_data.strength_overrides`); the label is
   the class of the quality 100 (1 - t) on the 0-100 scale: poor below 30 (t > 0.7), medium from 30
   to 60 (0.4 < t <= 0.7), good from 60 (t <= 0.4). A share ``data.clean_share`` of the crops is
-  left clean (quality 100, good).
+  left clean (quality 100, good). ``data.max_strength`` s < 1 degrades at strength s t while
+  labelling by t, which narrows every class towards the clean end: with s = 0.4 "good" means
+  strength <= 0.16 (noise sigma <= 4.8, JPEG quality >= 92), the classifier that gates restoration.
+
+``measured``: no manual labels either, and the label is what the degradation did: clean crops
+  (share ``data.clean_share``), crops saved as JPEG at a quality drawn from 80-100 (share
+  ``data.jpeg_share`` of the rest), and crops degraded by the seed preset at a random level of
+  :data:`training.restore_data.LEVELS`; the class is that of the crop's PSNR against its clean
+  version: good from ``data.psnr_bounds[1]`` dB, medium from ``data.psnr_bounds[0]`` dB, poor
+  below. This classifier gates restoration (an input rated good has little to restore).
 
 Writes ``quality.safetensors`` / ``quality.json`` (a ``quality`` family checkpoint), the
 resumable state, ``log.csv`` and ``losses.png`` to ``out``.
@@ -45,7 +54,8 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "data": {"mode": "self", "labelled": "", "folders": [],
              "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
                                 "stereo_motorcycle"],
-             "max_side": 512, "crop": 128, "batch": 16, "clean_share": 0.2},
+             "max_side": 512, "crop": 128, "batch": 16, "clean_share": 0.2, "max_strength": 1.0,
+             "jpeg_share": 0.3, "psnr_bounds": [27.0, 33.0]},
     "lr": 1e-3,
     "max_steps": 600,
     "log_every": 1,
@@ -61,10 +71,12 @@ def class_index(score: float) -> int:
 class SelfLabelled:
     """Batches of clean crops degraded at random strengths, labelled by :func:`quality_of_strength`."""
 
-    def __init__(self, images: ImageSet, clean_share: float) -> None:
+    def __init__(self, images: ImageSet, clean_share: float, max_strength: float = 1.0) -> None:
         if not 0.0 <= clean_share <= 1.0:
             raise ValueError(f"data.clean_share must be in [0, 1], got {clean_share}")
-        self.images, self.clean_share = images, clean_share
+        if not 0.0 < max_strength <= 1.0:
+            raise ValueError(f"data.max_strength must be in (0, 1], got {max_strength}")
+        self.images, self.clean_share, self.max_strength = images, clean_share, max_strength
 
     def batch(self, n: int, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (images (n, 3, crop, crop) float32 in [0, 1], labels (n,) int64)."""
@@ -76,12 +88,63 @@ class SelfLabelled:
                 continue
             t = float(torch.rand((), generator=gen))
             seed = int(torch.randint(2**62, (1,), generator=gen))
-            out[i] = degrade(Pipeline("seed", seed=seed, **strength_overrides(t)), clean[i : i + 1])[0]
+            out[i] = degrade(Pipeline("seed", seed=seed, **strength_overrides(t * self.max_strength)), clean[i : i + 1])[0]
             labels[i] = class_index(quality_of_strength(t))
         return out, labels
 
     def manifest(self) -> dict[str, Any]:
-        return {**self.images.manifest(), "mode": "self", "clean_share": self.clean_share}
+        return {**self.images.manifest(), "mode": "self", "clean_share": self.clean_share,
+                "max_strength": self.max_strength}
+
+
+class Measured:
+    """Batches labelled by the PSNR of each crop's degradation (see the module docstring)."""
+
+    def __init__(self, images: ImageSet, clean_share: float, jpeg_share: float, bounds: Sequence[float]) -> None:
+        for name, share in (("clean_share", clean_share), ("jpeg_share", jpeg_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"data.{name} must be in [0, 1], got {share}")
+        if len(bounds) != 2 or not bounds[0] < bounds[1]:
+            raise ValueError(f"data.psnr_bounds must be two increasing numbers, got {bounds}")
+        self.images, self.clean_share, self.jpeg_share = images, clean_share, jpeg_share
+        self.bounds = (float(bounds[0]), float(bounds[1]))
+
+    def label(self, psnr: float) -> int:
+        """A PSNR in dB -> the class index: poor, medium or good."""
+        return sum(psnr >= b for b in self.bounds)
+
+    def batch(self, n: int, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (images (n, 3, crop, crop) float32 in [0, 1], labels (n,) int64)."""
+        import io
+
+        from PIL import Image
+
+        from training.restore_data import LEVELS, level_pipeline
+
+        clean = self.images.random_crops(n, crop, gen)
+        out, labels = clean.clone(), torch.empty(n, dtype=torch.int64)
+        for i in range(n):
+            u = float(torch.rand((), generator=gen))
+            if u < self.clean_share:
+                labels[i] = QUALITY_CLASSES.index("good")
+                continue
+            if float(torch.rand((), generator=gen)) < self.jpeg_share:
+                q = int(torch.randint(80, 101, (1,), generator=gen))
+                buf = io.BytesIO()
+                img8 = (clean[i].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+                Image.fromarray(img8).save(buf, "JPEG", quality=q)
+                out[i] = torch.from_numpy(np.asarray(Image.open(buf), np.float32) / 255.0).permute(2, 0, 1)
+            else:
+                level = sorted(LEVELS)[int(torch.randint(len(LEVELS), (1,), generator=gen))]
+                seed = int(torch.randint(2**62, (1,), generator=gen))
+                out[i] = degrade(level_pipeline(level, seed), clean[i : i + 1])[0]
+            mse = float(((out[i] - clean[i]) ** 2).mean())
+            labels[i] = self.label(10.0 * np.log10(1.0 / max(mse, 1e-10)))
+        return out, labels
+
+    def manifest(self) -> dict[str, Any]:
+        return {**self.images.manifest(), "mode": "measured", "clean_share": self.clean_share,
+                "jpeg_share": self.jpeg_share, "psnr_bounds": list(self.bounds)}
 
 
 class Labelled:
@@ -107,7 +170,7 @@ class Labelled:
         return H.data_manifest(files, {"mode": "labelled", "skipped": len(self.skipped)})
 
 
-def make_source(config: dict[str, Any]) -> SelfLabelled | Labelled:
+def make_source(config: dict[str, Any]) -> SelfLabelled | Labelled | Measured:
     data = config["data"]
     if data["mode"] == "labelled":
         if not data["labelled"]:
@@ -115,8 +178,11 @@ def make_source(config: dict[str, Any]) -> SelfLabelled | Labelled:
         return Labelled(data["labelled"], int(data["max_side"]), int(data["crop"]))
     if data["mode"] == "self":
         images = ImageSet(data["folders"], data["package_images"], int(data["max_side"]), int(data["crop"]))
-        return SelfLabelled(images, float(data["clean_share"]))
-    raise ValueError(f"data.mode must be 'self' or 'labelled', got {data['mode']!r}")
+        return SelfLabelled(images, float(data["clean_share"]), float(data["max_strength"]))
+    if data["mode"] == "measured":
+        images = ImageSet(data["folders"], data["package_images"], int(data["max_side"]), int(data["crop"]))
+        return Measured(images, float(data["clean_share"]), float(data["jpeg_share"]), data["psnr_bounds"])
+    raise ValueError(f"data.mode must be 'self', 'labelled' or 'measured', got {data['mode']!r}")
 
 
 def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:

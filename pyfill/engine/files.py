@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pyfill import foreign
 from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling, read_onnx_manifest
+from pyfill.onnx_guard import check_onnx_file
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".json")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -33,6 +34,7 @@ def locate(path: Path) -> ModelFiles:
         raise ValueError(f"{path}: is a folder, not a model file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
+        check_onnx_file(path)
         return ModelFiles(onnx=path)
     if foreign.is_foreign_file(path):
         onnx, derived, _ = foreign.prepare(path)

@@ -1,4 +1,4 @@
-"""``pyfill swap --source FACE.jpg TARGET... -o OUT [--reference REF.jpg] [--model M] [--restore [MODEL]]``.
+"""``pyfill swap --source FACE.jpg TARGET... -o OUT [--reference REF.jpg] [--model M] [--restore [--restore-model M]]``.
 
 :func:`add_parser` adds the command to the ``pyfill`` sub-command parsers; its function swaps
 the faces of every target image (files and folders, searched recursively) with the one source
@@ -27,9 +27,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                       "for pyfill's swappers)")
     p.add_argument("--no-colour-match", dest="colour_match", action="store_false",
                    help="do not match the swapped face's colours to the replaced face")
-    p.add_argument("--restore", nargs="?", const="restore", metavar="MODEL",
-                   help="run a restoration model on each swapped face before pasting it back (default model: the "
-                        "shipped 'restore')")
+    p.add_argument("--restore", action="store_true",
+                   help="run a restoration model on each swapped face before pasting it back")
+    p.add_argument("--restore-model", default="restore", metavar="MODEL",
+                   help="the restoration model for --restore (default: the shipped 'restore')")
     p.set_defaults(func=command)
     return p
 
@@ -44,7 +45,8 @@ def command(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", FaceWarning)
         swapper = Swapper(read_image(args.source), model=args.model, embedder=args.embedder,
                           reference=read_image(args.reference) if args.reference else None,
-                          colour_match=args.colour_match, restore=args.restore)
+                          colour_match=args.colour_match,
+                          restore=args.restore_model if args.restore else None)
     for w in caught:
         print(f"pyfill swap: note: {w.message}", file=sys.stderr)
 

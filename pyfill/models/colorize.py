@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
 from pyfill.models import Architecture, register
-from pyfill.models.blocks import PatchGAN, UNetBody
+from pyfill.models.blocks import PatchGAN, UNetBody, conv_block
 
 # sRGB (linear) -> XYZ, D65; and its inverse. Row 1 of RGB_TO_XYZ is the luminance Y.
 RGB_TO_XYZ = (
@@ -120,6 +121,63 @@ class Generator(UNetBody):
         return torch.tanh(self.head(self.features(l_norm)))
 
 
+def ab_bins(bin_size: float = 10.0, samples: int = 33) -> torch.Tensor:
+    """The in-gamut ab bins: centres (K, 2) on a grid of step ``bin_size`` (multiples of
+    ``bin_size`` within [-AB_SCALE, AB_SCALE]) whose cell holds the ab of at least one sRGB colour
+    of a ``samples``^3 grid over the RGB cube. Deterministic; ``bin_size`` 10 gives 260-320 bins."""
+    if not 1.0 <= bin_size <= AB_SCALE:
+        raise ValueError(f"bin_size must be in [1, {AB_SCALE}], got {bin_size}")
+    axis = torch.linspace(0.0, 1.0, samples, device="cpu")  # real numbers also when built on "meta"
+    rgb = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=0).reshape(1, 3, -1, 1)
+    ab = rgb_to_lab(rgb)[0, 1:, :, 0].T  # (samples^3, 2)
+    cells = torch.unique(torch.round(ab / bin_size), dim=0)
+    cells = cells[(cells.abs() * bin_size <= AB_SCALE).all(dim=1)]
+    return cells * bin_size
+
+
+class BinGenerator(nn.Module):
+    """Classification G (Zhang et al., 2016): normalised L (N, 1, H, W) in [-1, 1] -> ab / AB_SCALE
+    (N, 2, H, W) in about [-1, 1].
+
+    Two stride-2 convolutions take L to 1/4 resolution, a U-Net (``base`` x 2 wide, ``depth``
+    stages) gives features there, and a 1 x 1 convolution gives logits over the in-gamut ab bins
+    (:func:`ab_bins`). The colour is the *annealed mean* of the distribution,
+    sum_k softmax(logits / temperature)_k centre_k (temperature 1: the mean, desaturated; towards
+    0: the mode, vivid), then upsampled bilinearly to full resolution. H and W must be multiples
+    of 4 * 2**depth.
+    """
+
+    def __init__(self, base: int = 16, depth: int = 3, bin_size: float = 10.0, temperature: float = 0.38) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.stride = 4 * 2**depth
+        self.pre = nn.Sequential(conv_block(1, base, stride=2), conv_block(base, base, stride=2))
+        self.body = UNetBody(base, 2 * base, depth)
+        centres = ab_bins(bin_size)
+        self.register_buffer("centres", centres, persistent=False)
+        self.head = nn.Conv2d(self.body.width, len(centres), 1)
+        self.decode = nn.Conv2d(len(centres), 2, 1, bias=False)
+        with torch.no_grad():  # copy_, not .data =: the module may be built on the "meta" device
+            self.decode.weight.copy_((centres / AB_SCALE).T.reshape(2, len(centres), 1, 1))
+        self.decode.weight.requires_grad_(False)
+
+    def logits(self, l_norm: torch.Tensor) -> torch.Tensor:
+        """Bin logits (N, K, H / 4, W / 4)."""
+        return self.head(self.body.features(self.pre(l_norm)))
+
+    def decode_logits(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits (N, K, h, w) -> annealed-mean ab / AB_SCALE (N, 2, *size)."""
+        probs = torch.softmax(logits / self.temperature, dim=1)
+        return F.interpolate(self.decode(probs), size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, l_norm: torch.Tensor, return_logits: bool = False) -> torch.Tensor:
+        """ab / AB_SCALE (N, 2, H, W), or with ``return_logits`` the bin logits (N, K, H / 4, W / 4)."""
+        logits = self.logits(l_norm)
+        return logits if return_logits else self.decode_logits(logits, (l_norm.shape[-2], l_norm.shape[-1]))
+
+
 class PatchDiscriminator(PatchGAN):
     """Conditional PatchGAN D: (normalised L (N, 1, H, W), ab / AB_SCALE (N, 2, H, W)) ->
     realness logits (N, 1, H / 2**layers, W / 2**layers), one per overlapping patch."""
@@ -144,11 +202,19 @@ def normalise_l(lightness: torch.Tensor) -> torch.Tensor:
 class Colorizer(nn.Module):
     """G and D together. ``forward(image)``: sRGB (N, 3, H, W) float in [0, 1] (gray images as
     three equal channels) -> (fill: sRGB (N, 3, H, W) in [0, 1] with the input's L,
-    realness: (N, 1) in [0, 1], D's probability that the fill is a real colour image)."""
+    realness: (N, 1) in [0, 1], D's probability that the fill is a real colour image).
 
-    def __init__(self, base: int = 16, depth: int = 3, disc_base: int = 16, disc_layers: int = 3) -> None:
+    ``head``: ``regression`` (:class:`Generator`, tanh ab) or ``bins`` (:class:`BinGenerator`, a
+    distribution over ab bins decoded by its annealed mean at ``temperature``).
+    """
+
+    def __init__(self, base: int = 16, depth: int = 3, disc_base: int = 16, disc_layers: int = 3,
+                 head: str = "regression", bin_size: float = 10.0, temperature: float = 0.38) -> None:
         super().__init__()
-        self.generator = Generator(base, depth)
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.generator: nn.Module = Generator(base, depth) if head == "regression" \
+            else BinGenerator(base, depth, bin_size, temperature)
         self.discriminator = PatchDiscriminator(disc_base, disc_layers)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,11 +225,14 @@ class Colorizer(nn.Module):
         return fill, realness(self.discriminator(l_norm, ab_norm))
 
 
-DEFAULTS: dict[str, Any] = {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3}
+HEADS = ("regression", "bins")
+DEFAULTS: dict[str, Any] = {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3, "head": "regression",
+                            "bin_size": 10.0, "temperature": 0.38}
 
 
 def _manifest(config: dict[str, Any], task: str) -> Manifest:
-    m = 2 ** max(config["depth"], config["disc_layers"])
+    g_multiple = 2 ** config["depth"] * (4 if config["head"] == "bins" else 1)
+    m = max(g_multiple, 2 ** config["disc_layers"])
     return Manifest(
         task="colorize" if task == "image-to-image" else task,
         family="colorize",

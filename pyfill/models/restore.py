@@ -57,15 +57,40 @@ class PatchDiscriminator(PatchGAN):
 
 
 class Restorer(nn.Module):
-    """G and D together; ``forward(image)`` is G: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1]."""
+    """G and D together; ``forward(image)`` is G: (N, 3, H, W) in [0, 1] -> (N, 3, H, W) in [0, 1].
 
-    def __init__(self, base: int = 16, depth: int = 3, disc_base: int = 16, disc_layers: int = 3) -> None:
+    With ``gate``, a quality classifier (:class:`QualityNet` of width ``quality_base`` and
+    ``quality_layers`` stages) rates each input and G's correction is scaled by
+    g = clip((``gate_high`` - score) / (``gate_high`` - ``gate_low``), 0, 1): an input scored at
+    least ``gate_high`` (0-100 scale) comes out unchanged, one scored at most ``gate_low`` gets G's
+    full correction, and the output is input + g (G(input) - input).
+    """
+
+    def __init__(self, base: int = 16, depth: int = 3, disc_base: int = 16, disc_layers: int = 3,
+                 gate: bool = False, quality_base: int = 8, quality_layers: int = 4, gate_low: float = 45.0,
+                 gate_high: float = 55.0) -> None:
         super().__init__()
+        if gate and not gate_low < gate_high:
+            raise ValueError(f"gate_low must be below gate_high, got {gate_low} and {gate_high}")
         self.generator = RestoreGenerator(base, depth)
         self.discriminator = PatchDiscriminator(disc_base, disc_layers)
+        self.quality = QualityNet(quality_base, quality_layers) if gate else None
+        self.gate_low, self.gate_high = float(gate_low), float(gate_high)
+
+    def gate(self, image: torch.Tensor) -> torch.Tensor:
+        """The share of G's correction applied to each image: (N, 3, H, W) -> (N, 1, 1, 1) in
+        [0, 1] (all ones without a gate)."""
+        if self.quality is None:
+            return torch.ones(image.shape[0], 1, 1, 1, dtype=image.dtype, device=image.device)
+        score = quality_score(torch.softmax(self.quality(image).float(), dim=1))
+        g = ((self.gate_high - score) / (self.gate_high - self.gate_low)).clamp(0.0, 1.0)
+        return g.reshape(-1, 1, 1, 1).to(image.dtype)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.generator(image)
+        restored = self.generator(image)
+        if self.quality is None:
+            return restored
+        return image + self.gate(image) * (restored - image)
 
 
 class QualityNet(nn.Module):
@@ -104,12 +129,13 @@ def quality_class(score: float) -> str:
     return QUALITY_CLASSES[sum(score >= b for b in QUALITY_BOUNDS)]
 
 
-RESTORE_DEFAULTS: dict[str, Any] = {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3}
+RESTORE_DEFAULTS: dict[str, Any] = {"base": 16, "depth": 3, "disc_base": 16, "disc_layers": 3, "gate": False,
+                                    "quality_base": 8, "quality_layers": 4, "gate_low": 45.0, "gate_high": 55.0}
 QUALITY_DEFAULTS: dict[str, Any] = {"base": 16, "layers": 4}
 
 
 def _restore_manifest(config: dict[str, Any], task: str) -> Manifest:
-    m = 2 ** config["depth"]
+    m = 2 ** max(config["depth"], config["quality_layers"] if config["gate"] else 0)
     return Manifest(
         task="restore" if task == "image-to-image" else task,
         family="restore",
@@ -117,7 +143,8 @@ def _restore_manifest(config: dict[str, Any], task: str) -> Manifest:
         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
         outputs=[TensorSpec("restored", "image", 3, "rgb", (0.0, 1.0))],
         size=SizeRequirements(multiple_of=m, min_size=m),
-        tiling=Tiling(supported=True, tile=256, overlap=32),
+        # A gated model rates what it sees: large tiles, so that most pictures are rated whole.
+        tiling=Tiling(supported=True, tile=1024 if config["gate"] else 256, overlap=32),
         fp16=True,
     )
 

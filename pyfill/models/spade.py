@@ -58,12 +58,18 @@ class SPADEGenerator(nn.Module):
     every SPADE modulation branch. With ``stroke_map`` = (S1, S2) the latent is also read as the
     (S1, S2, 8) stroke grid and fed, resized (nearest) to each block, to the SPADE branches beside
     the labels, so that every block sees the local stroke colours (an addition to SPEC S2's
-    generator, which conditions the blocks on the labels only).
+    generator, which conditions the blocks on the labels only). ``stroke_upsample``: how the grid
+    is resized, ``nearest`` (cells with hard edges, which the picture can show as a block grid)
+    or ``bilinear`` (a smooth map without steps at the cell edges).
     """
 
     def __init__(self, classes: int = 8, latent_dim: int = 648, base: int = 64, size: int = 64,
-                 hidden: int = 32, min_width: int = 16, stroke_map: tuple[int, int] | None = None) -> None:
+                 hidden: int = 32, min_width: int = 16, stroke_map: tuple[int, int] | None = None,
+                 stroke_upsample: str = "nearest") -> None:
         super().__init__()
+        if stroke_upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"stroke_upsample must be 'nearest' or 'bilinear', got {stroke_upsample!r}")
+        self.stroke_upsample = stroke_upsample
         if size < 8 or size & (size - 1):
             raise ValueError(f"size must be a power of two >= 8, got {size}")
         if stroke_map is not None and int(stroke_map[0]) * int(stroke_map[1]) * 8 != latent_dim:
@@ -77,12 +83,20 @@ class SPADEGenerator(nn.Module):
         self.blocks = nn.ModuleList(SPADEBlock(widths[i], widths[i + 1], cond, hidden) for i in range(n_blocks))
         self.head = nn.Conv2d(widths[-1], 3, 3, 1, 1)
 
+    def stroke_condition(self, latent: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The stroke grid of ``latent`` (N, S1 * S2 * 8) resized to ``size``: (N, 8, *size)."""
+        if self.stroke_map is None:
+            raise ValueError("this generator has no stroke map")
+        grid = latent.reshape(-1, *self.stroke_map, 8).permute(0, 3, 1, 2)
+        if self.stroke_upsample == "nearest":
+            return F.interpolate(grid, size=size, mode="nearest")
+        return F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+
     def forward(self, labels: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         h = self.fc(latent).view(-1, self.base, 4, 4)
         cond = labels
         if self.stroke_map is not None:
-            grid = latent.reshape(-1, *self.stroke_map, 8).permute(0, 3, 1, 2)
-            cond = torch.cat([labels, F.interpolate(grid, size=labels.shape[-2:], mode="nearest")], dim=1)
+            cond = torch.cat([labels, self.stroke_condition(latent, (labels.shape[-2], labels.shape[-1]))], dim=1)
         for block in self.blocks:
             h = block(F.interpolate(h, scale_factor=2.0, mode="nearest"), cond)
         return torch.tanh(self.head(F.leaky_relu(h, 0.2)))
@@ -141,16 +155,19 @@ class MultiScaleDiscriminator(nn.Module):
 
 GENERATOR_KEYS = ("classes", "latent_dim", "base", "size", "hidden", "min_width")
 DEFAULTS: dict[str, Any] = {"classes": 8, "latent_dim": 648, "base": 64, "size": 64, "hidden": 32, "min_width": 16,
-                            "stroke_grid": [9, 9], "stroke_map": False, "class_names": None, "palette": None}
+                            "stroke_grid": [9, 9], "stroke_map": False, "stroke_upsample": "nearest",
+                            "class_names": None, "palette": None}
 
 
 def build_generator(config: dict[str, Any]) -> SPADEGenerator:
     """The generator of a full ``spade`` config (the keys in :data:`GENERATOR_KEYS`, and
-    ``stroke_map``: feed the ``stroke_grid``-shaped latent to the SPADE branches)."""
+    ``stroke_map``: feed the ``stroke_grid``-shaped latent to the SPADE branches, resized by
+    ``stroke_upsample``)."""
     if config["stroke_map"] and not config["stroke_grid"]:
         raise ValueError("stroke_map needs stroke_grid")
     return SPADEGenerator(**{k: config[k] for k in GENERATOR_KEYS},
-                          stroke_map=tuple(config["stroke_grid"]) if config["stroke_map"] else None)
+                          stroke_map=tuple(config["stroke_grid"]) if config["stroke_map"] else None,
+                          stroke_upsample=config["stroke_upsample"])
 
 
 def _manifest(config: dict[str, Any], task: str) -> Manifest:

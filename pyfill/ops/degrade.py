@@ -175,11 +175,16 @@ def _streams(b: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ---- blur ------------------------------------------------------------------------------------
 
 
+# The longest Gaussian kernel: wider than any image side pyfill handles, and refused before a
+# hostile size (2**31 + 1) allocates gigabytes.
+MAX_KSIZE = 65535
+
+
 def gaussian_kernel(ksize: int, sigma: float = 0.0) -> np.ndarray:
     """OpenCV's 1-D Gaussian kernel (``cv2.getGaussianKernel``): float32 of length ``ksize``
-    (odd, >= 1), summing to 1. ``sigma <= 0`` uses OpenCV's rule
+    (odd, 1..65535), summing to 1. ``sigma <= 0`` uses OpenCV's rule
     ``0.3 * ((ksize - 1) / 2 - 1) + 0.8`` (and OpenCV 5's fixed tables for ksize <= 9)."""
-    ksize = _check_int(ksize, "ksize", low=1)
+    ksize = _check_int(ksize, "ksize", low=1, high=MAX_KSIZE)
     if ksize % 2 == 0:
         raise ValueError(f"ksize must be odd, got {ksize}")
     sigma = _check_number(sigma, "sigma", low=0.0)

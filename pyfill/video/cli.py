@@ -25,8 +25,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", help="a shipped model's name or a model file (default: the task's shipped model)")
     p.add_argument("--backend", default="auto", help="backend (default auto)")
     p.add_argument("--source", metavar="FACE", help="swap: the image whose face goes onto every frame")
-    p.add_argument("--restore-face", nargs="?", const="restore", metavar="MODEL",
-                   help="swap: run a restoration model on each swapped face (default model: the shipped 'restore')")
+    p.add_argument("--restore-face", action="store_true",
+                   help="swap: run a restoration model on each swapped face")
+    p.add_argument("--restore-model", default="restore", metavar="MODEL",
+                   help="swap: the restoration model for --restore-face (default: the shipped 'restore')")
     p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: "
                    "whole frames up to 1920 x 1080, the model's advice above)")
     p.add_argument("--batch", type=int, help="frames per model call (default: about one megapixel, "
@@ -57,7 +59,7 @@ def _task_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
         options["source"] = read_image(args.source)
         if args.restore_face:
-            options["restore"] = args.restore_face
+            options["restore"] = args.restore_model
     elif args.source or args.restore_face:
         raise ValueError("--source and --restore-face go with --task swap")
     return options or None

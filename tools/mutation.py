@@ -1,0 +1,243 @@
+"""Mutation testing of pyfill with mutmut, one module group at a time, each against the fast
+tests that target it.
+
+    python tools/mutation.py                 # every group
+    python tools/mutation.py tiling manifest # some groups
+    python tools/mutation.py --list
+
+Each group runs in its own scratch copy of the repository (``--work``, default
+``/tmp/pyfill-mutation/GROUP``): pyfill/, training/, tests/ and pyproject.toml are copied and the
+installed compiled core (``pyfill._C``) is linked in, so the checkout is never touched. mutmut
+runs there with one worker (``--max-children 1``) in fork-server isolation (the test processes
+start ONNX Runtime, OpenVINO and torch thread pools, which do not survive a plain fork), under
+``nice``. An editable install's import redirect is removed from ``sys.meta_path`` in mutmut's
+process so that ``import pyfill`` finds the mutated copy.
+
+The result per group (killed, survived, timed out, no covering test, per module) goes to
+``--out`` (JSON, default ``/tmp/pyfill-mutation/scores.json``) and to stdout. Score = killed
+(timeouts, type-check catches and crashes included) / mutants run (killed + survived +
+suspicious); mutants that no selected test reaches ("no tests") are listed but not in the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Files mutated together, the tests run against them, and optional mutant-name globs that
+    restrict the run to some functions (``module.x_function*``, ``module.xǁClassǁmethod*``)."""
+
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    select: str = ""
+    mutants: tuple[str, ...] = field(default_factory=tuple)
+
+
+GROUPS: dict[str, Group] = {
+    "tiling": Group(("pyfill/engine/tiling.py",), ("tests/test_tiling.py",), "run_tiled or layout or grid"),
+    "losses": Group(("training/generate.py",), ("tests/test_generate_training.py",), "hinge or feature or widen or one_hot",
+                    ("training.generate.x_hinge_d*", "training.generate.x_hinge_g*",
+                     "training.generate.x_feature_matching*", "training.generate.x_one_hot*")),
+    "ops": Group(("pyfill/ops/convert.py",), ("tests/test_convert_ops.py",)),
+    "arrays": Group(("pyfill/ops/_arrays.py",), ("tests/test_degrade_ops.py",), "bad or torch or seed"),
+    "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_engine_default_install.py"),
+                      "manifest or foreign or bad_model"),
+    "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
+                       "frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
+                       "or difference or alternating or round_trips_with_phase or discrimination_error",
+                       ("training.colorize.xǁPhasedScheduleǁ*", "training.colorize.x_select_fooled*",
+                        "training.colorize.x_split_lab*")),
+    "geometry": Group(("pyfill/engine/geometry.py",), ("tests/test_references.py", "tests/test_runtime2.py"),
+                      "(generate_at and onnxruntime) or letterbox"),
+    "tasks": Group(("pyfill/tasks/_common.py", "pyfill/tasks/colorize.py", "pyfill/tasks/generate.py",
+                    "pyfill/tasks/restore.py"), ("tests/test_tasks.py", "tests/test_references.py"),
+                   "not openvino and not torch_module and not cli"),
+    "processing": Group(("pyfill/engine/processing.py",), ("tests/test_engine_default_install.py", "tests/test_references.py"),
+                        "not openvino and not torch_module"),
+    "export": Group(("pyfill/export.py",), ("tests/test_engine.py",),
+                    "manifest or checkpoint or operators or allowlist or bad_model"),
+}
+
+RUNNER = textwrap.dedent("""\
+    import sys
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "ScikitBuildRedirectingFinder"]
+    sys.argv[0] = "mutmut"
+    from mutmut.__main__ import cli
+    sys.exit(cli())
+    """)
+
+
+def compiled_core() -> Path:
+    """The installed pyfill._C extension file."""
+    out = subprocess.run([sys.executable, "-c", "import pyfill._C as C; print(C.__file__)"], cwd="/",
+                         capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def prepare(name: str, group: Group, work: Path) -> Path:
+    """A fresh scratch copy for ``group`` with its mutmut configuration; returns its folder."""
+    folder = work / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs", "mutants")
+    for part in ("pyfill", "training", "tests"):
+        shutil.copytree(ROOT / part, folder / part, ignore=ignore)
+    shutil.copy2(ROOT / "pyproject.toml", folder / "pyproject.toml")
+    core = compiled_core()
+    (folder / "pyfill" / core.name).symlink_to(core)
+    args = ["-p", "no:cacheprovider", "-q", "-x", "--reruns", "0"]
+    if group.select:
+        args += ["-k", group.select]
+    def option(key: str, values: list[str]) -> str:
+        return key + "=\n" + "".join(f"    {v}\n" for v in values)
+
+    (folder / "setup.cfg").write_text("[mutmut]\n" + option("source_paths", ["pyfill", "training"])
+                                      + option("only_mutate", list(group.files))
+                                      + option("pytest_add_cli_args_test_selection", list(group.tests))
+                                      + option("pytest_add_cli_args", args) + "process_isolation=forkserver\n")
+    (folder / "run_mutmut.py").write_text(RUNNER)
+    return folder
+
+
+DETECTED = ("killed", "timeout", "caught by type check", "segfault")
+
+
+def score(folder: Path, group: Group) -> dict[str, dict[str, float]]:
+    """Per mutated file: mutmut's verdicts counted from its .meta files, and the score."""
+    from mutmut.stats import status_by_exit_code
+
+    result: dict[str, dict[str, float]] = {}
+    for file in group.files:
+        meta = folder / "mutants" / f"{file}.meta"
+        if not meta.is_file():
+            continue
+        counts: dict[str, float] = {}
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if group.mutants and not any(_matches(key, g) for g in group.mutants):
+                continue
+            verdict = status_by_exit_code[code]
+            counts[verdict] = counts.get(verdict, 0) + 1
+        run = sum(v for k, v in counts.items() if k in (*DETECTED, "survived", "suspicious"))
+        detected = sum(counts.get(k, 0) for k in DETECTED)
+        counts["score_percent"] = round(100.0 * detected / run, 1) if run else 0.0
+        result[file] = counts
+    return result
+
+
+def _matches(key: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(key, pattern)
+
+
+def survivors(folder: Path) -> str:
+    """mutmut's list of surviving mutants (names), for triage."""
+    out = subprocess.run([sys.executable, "run_mutmut.py", "results"], cwd=folder, capture_output=True, text=True)
+    return out.stdout
+
+
+PYTEST_RUNNER = textwrap.dedent("""\
+    import sys
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "ScikitBuildRedirectingFinder"]
+    sys.path.insert(0, ".")
+    import pytest
+    sys.exit(pytest.main(sys.argv[1:]))
+    """)
+
+
+def recheck(name: str, group: Group, work: Path, env: dict[str, str]) -> dict[str, object]:
+    """Run the checkout's current tests against each mutant that survived the last run of
+    ``group``: the mutant is written into the scratch copy's source (``mutmut apply``), the
+    group's tests run there, the source is restored. Returns the survivors now killed and those
+    still alive."""
+    folder = work / name
+    from mutmut.stats import status_by_exit_code
+
+    alive = []
+    for file in group.files:
+        meta = folder / "mutants" / f"{file}.meta"
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
+        alive += [k for k, v in codes.items() if status_by_exit_code[v] == "survived"
+                  and (not group.mutants or any(_matches(k, g) for g in group.mutants))]
+    shutil.rmtree(folder / "tests")
+    shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "run_pytest.py").write_text(PYTEST_RUNNER)
+    args = ["-p", "no:cacheprovider", "-q", "-x", "--reruns", "0", *group.tests] + (["-k", group.select] if group.select else [])
+    for file in group.files:
+        shutil.copy2(ROOT / file, folder / file)
+    clean = subprocess.run(["nice", "-n", "10", sys.executable, "run_pytest.py", *args], cwd=folder, env=env,
+                           capture_output=True, text=True)
+    if clean.returncode != 0:
+        raise RuntimeError(f"{name}: the tests fail on the unmutated code:\n{clean.stdout[-3000:]}")
+    killed, survived = [], []
+    for mutant in alive:
+        for file in group.files:
+            shutil.copy2(ROOT / file, folder / file)
+        subprocess.run([sys.executable, "run_mutmut.py", "apply", mutant], cwd=folder, capture_output=True, check=True)
+        result = subprocess.run(["nice", "-n", "10", sys.executable, "run_pytest.py", *args], cwd=folder, env=env,
+                                capture_output=True, text=True)
+        (killed if result.returncode != 0 else survived).append(mutant)
+    for file in group.files:
+        shutil.copy2(ROOT / file, folder / file)
+    return {"rechecked": len(alive), "killed_now": killed, "still_alive": survived}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Mutation testing of pyfill with mutmut, module group by group.")
+    parser.add_argument("groups", nargs="*", help=f"groups to run (default: all): {', '.join(GROUPS)}")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/pyfill-mutation"))
+    parser.add_argument("--out", type=Path, default=None, help="JSON scores (default: WORK/scores.json)")
+    parser.add_argument("--nice", type=int, default=10)
+    parser.add_argument("--list", action="store_true", help="list the groups and exit")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run the current tests against the survivors of the last run of each group (after triage)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, g in GROUPS.items():
+            print(f"{name:<11} {', '.join(g.files)}  <-  {', '.join(g.tests)}" + (f"  -k {g.select!r}" if g.select else ""))
+        return 0
+    unknown = sorted(set(args.groups) - set(GROUPS))
+    if unknown:
+        parser.error(f"unknown groups {unknown}; groups: {', '.join(GROUPS)}")
+    out = args.out or args.work / "scores.json"
+    scores = json.loads(out.read_text()) if out.is_file() else {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYFILL_THREADS": "1"}
+    for name in args.groups or list(GROUPS):
+        group = GROUPS[name]
+        if args.recheck:
+            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env)
+            out.write_text(json.dumps(scores, indent=2))
+            r = scores[name]["recheck"]
+            print(name, f"rechecked {r['rechecked']}: killed now {len(r['killed_now'])}, still alive "
+                        f"{len(r['still_alive'])}", flush=True)
+            continue
+        folder = prepare(name, group, args.work)
+        start = time.time()
+        cmd = ["nice", "-n", str(args.nice), sys.executable, "run_mutmut.py", "run", "--max-children", "1", *group.mutants]
+        with open(folder / "mutmut.log", "w") as log:
+            subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+        scores[name] = {"files": score(folder, group), "seconds": round(time.time() - start),
+                        "tests": list(group.tests), "select": group.select, "mutants": list(group.mutants)}
+        (folder / "survivors.txt").write_text(survivors(folder))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(scores, indent=2))
+        print(name, json.dumps(scores[name]["files"]), f"{scores[name]['seconds']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
