@@ -12,10 +12,11 @@ from pyfill._core import MissingExtraError, require
 from pyfill.runtime import runtime_info
 
 __all__ = ["__version__", "runtime_info", "MissingExtraError", "require", "Engine", "Manifest",
-           "restore", "colorize", "generate", "swap"]
+           "restore", "colorize", "generate", "swap", "edit"]
 
 _LAZY = {"Engine": "pyfill.engine", "Manifest": "pyfill.manifest", "restore": "pyfill.tasks",
-         "colorize": "pyfill.tasks", "generate": "pyfill.tasks", "swap": "pyfill.tasks"}
+         "colorize": "pyfill.tasks", "generate": "pyfill.tasks", "swap": "pyfill.tasks",
+         "edit": "pyfill.tasks.edit"}
 
 
 def __getattr__(name: str):

@@ -397,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_swap_parser(sub)
     add_video_parser(sub)
 
+    from pyfill.tasks.edit_cli import add_parser as add_edit_parser
+
+    add_edit_parser(sub)
+
     board = sub.add_parser("board", help="the drawing board: a local web page to paint labels and strokes and generate")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     board.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")

@@ -92,6 +92,9 @@ class Attributes:
     scale: float = _p(0.8, 0.7, 0.9, "head size: canonical units to half the image side")
     shift_x: float = _p(0.0, -0.08, 0.08, "horizontal offset, share of half the image side")
     shift_y: float = _p(0.0, -0.08, 0.08, "vertical offset, share of half the image side")
+    age: float = field(default=0.0, metadata={
+        "range": (0.0, 1.0), "sample": False,
+        "doc": "0 young .. 1 old: grey hair, wrinkles, eye bags, a wider jaw (not drawn by sample_attributes)"})
 
 
 def parameter_ranges(cls: type) -> dict[str, tuple[float, float]]:
@@ -102,6 +105,8 @@ def parameter_ranges(cls: type) -> dict[str, tuple[float, float]]:
 def _sample_params(cls: type, rng: np.random.Generator) -> Any:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        if not f.metadata.get("sample", True):
+            continue
         lo, hi = f.metadata["range"]
         values[f.name] = int(rng.integers(lo, hi + 1)) if f.type in ("int", int) else float(rng.uniform(lo, hi))
     return cls(**values)
@@ -113,7 +118,8 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 
 def sample_attributes(rng: np.random.Generator) -> Attributes:
-    """An :class:`Attributes` with every field uniform in its range."""
+    """An :class:`Attributes` with every field uniform in its range, except ``age``, which stays
+    at its default 0 (so that the random stream of earlier data sets is unchanged)."""
     return _sample_params(Attributes, rng)
 
 
@@ -228,7 +234,13 @@ def _canonical(ident: Identity, attrs: Attributes, tex: int) -> _Canvas:
     u, v = np.meshgrid(axis, axis)
     px = 2.0 * _EXTENT / (tex - 1)
     aa = 1.5 * px
+    age = float(attrs.age)
+    if age > 0:  # an older face: a wider, heavier jaw
+        ident = dataclasses.replace(ident, jaw_taper=ident.jaw_taper * (1.0 - 0.5 * age))
     skin, hair = skin_colour(ident), hair_colour(ident)
+    if age > 0:  # greying hair and brows, a paler, less saturated skin
+        hair = _mix(hair, np.array([0.74, 0.74, 0.76]), 0.9 * age)
+        skin = _mix(skin, np.full(3, float(skin.mean())) * 1.02, 0.25 * age)
 
     head_d, r2 = _head_shape(ident, u, v)
     head = _smooth(head_d, aa)
@@ -294,10 +306,46 @@ def _canonical(ident: Identity, attrs: Attributes, tex: int) -> _Canvas:
         bridge = _smooth(np.abs(v - ey + 0.02) - 0.01, aa) * _smooth(np.abs(u) - (es - frame_r) - 0.005, aa)
         canvas.paint(bridge, np.array([0.08, 0.08, 0.1]))
 
+    if age > 0:
+        _add_age(canvas, ident, attrs, aa, skin, tip_v, mv, mw)
     _add_hair(canvas, ident, aa, hair)
     corner_v = mv - 0.05 * attrs.smile
     canvas.landmarks = np.array([[-es, ey], [es, ey], [0.0, tip_v], [-mw, corner_v], [mw, corner_v]])
     return canvas
+
+
+def _add_age(canvas: _Canvas, ident: Identity, attrs: Attributes, aa: float, skin: np.ndarray, tip_v: float,
+             mouth_v: float, mouth_w: float) -> None:
+    """Wrinkles (forehead lines, crow's feet, nasolabial folds) and eye bags, drawn with a
+    strength proportional to ``attrs.age`` as darker skin and shallow grooves in the relief."""
+    u, v = canvas.u, canvas.v
+    age = float(attrs.age)
+    ey, es = ident.eye_height, ident.eye_spacing / 2
+    line = max(aa, 0.012)
+    crease = np.clip(skin * 0.55, 0, 1)
+    top = ey - ident.brow_gap - 0.1
+    for k in range(3):  # forehead lines, gently curved
+        arc = top - 0.055 * k + 0.04 * (u / 0.4) ** 2
+        cover = _smooth(np.abs(v - arc) - line / 2, aa) * _smooth(np.abs(u) - 0.32 + 0.04 * k, aa)
+        canvas.paint(cover * 0.75 * age, crease)
+        canvas.depth -= 0.008 * age * cover
+    for side in (-1.0, 1.0):
+        cu = side * es
+        for k in (-1, 0, 1):  # crow's feet at the outer eye corners
+            x0 = cu + side * ident.eye_size * 1.15
+            ray = v - ey - 0.5 * k * side * (u - x0) * side
+            cover = _smooth(np.abs(ray) - line / 2, aa) * _smooth(np.abs(u - x0 - side * 0.035) - 0.035, aa)
+            canvas.paint(cover * 0.7 * age, crease)
+        bag = _smooth(np.abs(_ellipse_d(u, v, cu, ey + ident.eye_size * 0.75, ident.eye_size * 0.9,
+                                          ident.eye_size * 0.35)) - line / 2, aa) * (v > ey + ident.eye_size * 0.6)
+        canvas.paint(bag * 0.8 * age, crease)
+        # nasolabial fold: from beside the nostril to beyond the mouth corner
+        t = np.clip((v - tip_v + 0.02) / (mouth_v - tip_v + 0.1), 0.0, 1.0)
+        fold_u = side * (ident.nose_width * 0.9 + (mouth_w + 0.03 - ident.nose_width * 0.9) * t ** 0.8)
+        inside = _smooth(np.abs(v - (tip_v + mouth_v + 0.06) / 2) - (mouth_v - tip_v + 0.1) / 2, aa)
+        cover = _smooth(np.abs(u - fold_u) - line / 2, aa) * inside
+        canvas.paint(cover * 0.8 * age, crease)
+        canvas.depth -= 0.01 * age * cover
 
 
 def _add_hair(canvas: _Canvas, ident: Identity, aa: float, colour: np.ndarray) -> None:

@@ -68,6 +68,6 @@ def make_manifest(family: str, config: dict[str, Any] | None = None, task: str =
     return get_architecture(family).manifest(full_config(family, config), task)
 
 
-from pyfill.models import colorize, restore, spade, swap, unet  # noqa: E402,F401  (registers the families)
+from pyfill.models import colorize, edit, restore, spade, swap, unet  # noqa: E402,F401  (registers the families)
 
 __all__ = ["Architecture", "register", "architectures", "get_architecture", "build_model", "make_manifest", "full_config"]
