@@ -61,3 +61,31 @@ def join_alpha(colour: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     if alpha.dtype != colour.dtype:
         raise TypeError(f"alpha dtype {alpha.dtype} differs from the image's {colour.dtype}")
     return np.concatenate([colour, alpha], axis=-1)
+
+
+def face_rgb(image: Any, name: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """For the face tasks: (the array as given, its uint8 RGB (H, W, 3) view for face analysis,
+    its alpha or None). ``task`` names the task in the error for non-uint8 input."""
+    arr = to_array(image, name)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"{name}: {task} takes uint8 images, got {arr.dtype}")
+    colour, alpha = split_alpha(arr)
+    if colour.ndim == 3 and colour.shape[-1] == 1:
+        colour = colour[..., 0]
+    if colour.ndim == 2:
+        rgb = np.repeat(colour[..., None], 3, axis=-1)
+    elif colour.ndim == 3 and colour.shape[-1] == 3:
+        rgb = np.ascontiguousarray(colour)
+    else:
+        raise ValueError(f"{name}: expected an (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA image, got shape {arr.shape}")
+    return arr, rgb, alpha
+
+
+def back_to_form(given: np.ndarray, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """A face task's RGB result in the form ``given`` came in: gray stays gray (channel mean),
+    alpha is joined back."""
+    colour = split_alpha(given)[0]
+    if colour.ndim == 2 or colour.shape[-1] == 1:
+        gray = np.rint(rgb.astype(np.float64).mean(axis=-1)).astype(np.uint8)
+        rgb = gray if colour.ndim == 2 else gray[..., None]
+    return join_alpha(rgb, alpha)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pyfill.tasks._common import join_alpha, split_alpha, to_array
+from pyfill.tasks._common import back_to_form, face_rgb
 
 #: per-text editing models shipped: model name -> the text it was trained for.
 TARGETS: dict[str, str] = {
@@ -212,7 +212,9 @@ class Editor:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         self.tokenizer.words(text)  # unknown words fail before any image work
-        given, rgb, alpha = _as_rgb(image)
+        given, rgb, alpha = face_rgb(image, "image", "editing")
+        if min(rgb.shape[:2]) < 16:
+            raise ValueError(f"image: too small to edit ({rgb.shape[1]} x {rgb.shape[0]} pixels; at least 16 x 16)")
         messages: list[str] = []
         if not align:
             return self._edit_whole(given, rgb, alpha, text, strength)
@@ -238,7 +240,7 @@ class Editor:
             crop, matrix = align_face(out, face.landmarks, self.size)
             edited, name = self.edit_crop(crop, text, strength)
             out = paste_back(out, edited, matrix, mask, False, crop)
-        return EditResult(_back_to_form(given, out, alpha), name, len(faces), len(faces), messages)
+        return EditResult(back_to_form(given, out, alpha), name, len(faces), len(faces), messages)
 
     def _edit_whole(self, given: np.ndarray, rgb: np.ndarray, alpha: np.ndarray | None, text: str,
                     strength: float) -> EditResult:
@@ -250,7 +252,7 @@ class Editor:
         edited, name = self.edit_crop(crop, text, strength)
         if (h, w) != (self.size, self.size):
             edited = cv2.resize(edited, (w, h), interpolation=cv2.INTER_CUBIC)
-        return EditResult(_back_to_form(given, edited, alpha), name, 1, 1, [])
+        return EditResult(back_to_form(given, edited, alpha), name, 1, 1, [])
 
 
 def check_strength(strength: Any) -> float:
@@ -259,33 +261,6 @@ def check_strength(strength: Any) -> float:
     if not np.isfinite(strength) or not -2.0 <= float(strength) <= 2.0:
         raise ValueError(f"strength must be a finite number in [-2, 2], got {strength}")
     return float(strength)
-
-
-def _as_rgb(image: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    arr = to_array(image, "image")
-    if arr.dtype != np.uint8:
-        raise TypeError(f"image: editing takes uint8 images, got {arr.dtype}")
-    colour, alpha = split_alpha(arr)
-    if colour.ndim == 3 and colour.shape[-1] == 1:
-        colour = colour[..., 0]
-    if colour.ndim == 2:
-        rgb = np.repeat(colour[..., None], 3, axis=-1)
-    elif colour.ndim == 3 and colour.shape[-1] == 3:
-        rgb = np.ascontiguousarray(colour)
-    else:
-        raise ValueError(f"image: expected an (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA image, "
-                         f"got shape {arr.shape}")
-    if min(rgb.shape[:2]) < 16:
-        raise ValueError(f"image: too small to edit ({rgb.shape[1]} x {rgb.shape[0]} pixels; at least 16 x 16)")
-    return arr, rgb, alpha
-
-
-def _back_to_form(given: np.ndarray, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    colour = split_alpha(given)[0]
-    if colour.ndim == 2 or colour.shape[-1] == 1:
-        gray = np.rint(rgb.astype(np.float64).mean(axis=-1)).astype(np.uint8)
-        rgb = gray if colour.ndim == 2 else gray[..., None]
-    return join_alpha(rgb, alpha)
 
 
 _EDITORS: dict[tuple, Editor] = {}

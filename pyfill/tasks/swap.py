@@ -24,7 +24,7 @@ from pyfill._core import require
 from pyfill.faces.align import align_face, check_landmarks
 from pyfill.faces.analysis import ArcFaceEmbedder, DetectedFace, FaceAnalyzer, onnx_session
 from pyfill.faces.paste import face_mask, paste_back
-from pyfill.tasks._common import join_alpha, split_alpha, to_array
+from pyfill.tasks._common import back_to_form, face_rgb
 
 DEFAULT_MODEL = "swap"
 DEFAULT_EMBEDDER = "face_id"
@@ -124,31 +124,6 @@ def _foreign_swapper_manifest(path: Path) -> Any:
         size=SizeRequirements(fixed=(side, side), resize="stretch"), tiling=Tiling(supported=False), fp16=False)
 
 
-def _as_rgb(image: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(the array as given, its uint8 RGB (H, W, 3) view for analysis, its alpha or None)."""
-    arr = to_array(image, name)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"{name}: face swapping takes uint8 images, got {arr.dtype}")
-    colour, alpha = split_alpha(arr)
-    if colour.ndim == 3 and colour.shape[-1] == 1:
-        colour = colour[..., 0]
-    if colour.ndim == 2:
-        rgb = np.repeat(colour[..., None], 3, axis=-1)
-    elif colour.ndim == 3 and colour.shape[-1] == 3:
-        rgb = np.ascontiguousarray(colour)
-    else:
-        raise ValueError(f"{name}: expected an (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA image, got shape {arr.shape}")
-    return arr, rgb, alpha
-
-
-def _back_to_form(given: np.ndarray, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    colour = split_alpha(given)[0]
-    if colour.ndim == 2 or colour.shape[-1] == 1:
-        gray = np.rint(rgb.astype(np.float64).mean(axis=-1)).astype(np.uint8)
-        rgb = gray if colour.ndim == 2 else gray[..., None]
-    return join_alpha(rgb, alpha)
-
-
 def _warn(messages: list[str], text: str) -> None:
     messages.append(text)
     warnings.warn(text, FaceWarning, stacklevel=3)
@@ -206,12 +181,12 @@ class Swapper:
         self.colour_match, self.detect_every, self.smoothing = bool(colour_match), int(detect_every), float(smoothing)
         self.mask = face_mask(self.model.size, feather)
         self.warnings: list[str] = []
-        _, rgb, _ = _as_rgb(source, "source")
+        _, rgb, _ = face_rgb(source, "source", "face swapping")
         face = self._one_face(rgb, "source")
         self.source_embedding = self.embedder.embed(rgb, face)
         self.reference_embedding = None
         if reference is not None:
-            _, ref_rgb, _ = _as_rgb(reference, "reference")
+            _, ref_rgb, _ = face_rgb(reference, "reference", "face swapping")
             self.reference_embedding = self.analyzer.embed(ref_rgb, self._one_face(ref_rgb, "reference"))
         self._tracks: list[np.ndarray] = []
         self._frame = 0
@@ -255,7 +230,7 @@ class Swapper:
 
     def swap_image(self, target: Any) -> SwapResult:
         """Swap the faces of one image (see :func:`swap`)."""
-        given, rgb, alpha = _as_rgb(target, "target")
+        given, rgb, alpha = face_rgb(target, "target", "face swapping")
         messages: list[str] = []
         faces = self.analyzer.detect(rgb)
         if not faces:
@@ -265,7 +240,7 @@ class Swapper:
         out = rgb
         for face in chosen:
             out = self.swap_face(out, face.landmarks)
-        return SwapResult(_back_to_form(given, out, alpha) if chosen else given.copy(), len(faces), len(chosen), messages)
+        return SwapResult(back_to_form(given, out, alpha) if chosen else given.copy(), len(faces), len(chosen), messages)
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Swap the faces of consecutive RGB uint8 (H, W, 3) video frames; state (tracked
