@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import pyfill  # noqa: E402
-from pyfill.video.cuda import CudaFrames, engine_on_cuda  # noqa: E402
+from pyfill.video.cuda import CudaFrames, engine_on_cuda, gpu_frames  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -46,7 +46,7 @@ def test_the_gpu_path_gives_the_engines_frames(checkpoint: Path, backend: str) -
     for g, w in zip(got, want, strict=True):
         assert g.dtype == np.uint8 and g.shape == w.shape
         assert int(np.abs(g.astype(int) - w.astype(int)).max()) <= 1
-    assert not engine_on_cuda(engine)
+    assert not engine_on_cuda(engine) and gpu_frames(engine) is None  # the host path off CUDA
 
 
 def test_the_gpu_path_checks_its_input(checkpoint: Path) -> None:

@@ -28,11 +28,10 @@ def frame_processor(name: str, **options: Any) -> FrameProcessor:
     compile once per frame size (``static_shapes``)."""
     if name == "restore":
         engine = restore_engine(options.pop("model", "restore"), static_shapes=True, **options)
-        from pyfill.video.cuda import CudaFrames, engine_on_cuda
+        from pyfill.video.cuda import gpu_frames
 
-        if engine_on_cuda(engine) and len(engine.manifest.outputs) == 1:
-            return CudaFrames(engine)  # the GPU path: pinned buffers, copy and compute streams
-        return lambda frames: list(engine(list(frames)))
+        gpu = gpu_frames(engine)  # the GPU path: pinned buffers, copy and compute streams
+        return gpu if gpu is not None else lambda frames: list(engine(list(frames)))
     if name == "colorize":
         engine = colorize_engine(options.pop("model", "colorize"), static_shapes=True, **options)
         return lambda frames: [r.image for r in engine.run(list(frames))]

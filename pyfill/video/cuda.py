@@ -28,6 +28,15 @@ def engine_on_cuda(engine: Any) -> bool:
     return info.get("device") == "cuda" and info.get("backend") in ("torch", "tensorrt")
 
 
+def gpu_frames(engine: Any) -> CudaFrames | None:
+    """The GPU path for ``engine`` when it applies (on CUDA through torch, one image output),
+    else None."""
+    outputs = engine.manifest.outputs
+    if engine_on_cuda(engine) and len(outputs) == 1 and outputs[0].kind == "image":
+        return CudaFrames(engine)
+    return None
+
+
 @dataclass
 class _Slot:
     host_in: Any  # pinned (n, h, w, 3) uint8 input frames

@@ -92,11 +92,10 @@ def _first_image(result: Any) -> np.ndarray:
 
 
 def _engine_fn(engine: Any) -> FrameFn:
-    from pyfill.video.cuda import CudaFrames, engine_on_cuda
+    from pyfill.video.cuda import gpu_frames
 
-    if engine_on_cuda(engine) and len(engine.manifest.outputs) == 1 and engine.manifest.outputs[0].kind == "image":
-        return CudaFrames(engine)  # pinned buffers, copy and compute streams
-    return lambda batch: [_first_image(r) for r in engine(list(batch))]
+    gpu = gpu_frames(engine)  # pinned buffers, copy and compute streams; None off CUDA
+    return gpu if gpu is not None else lambda batch: [_first_image(r) for r in engine(list(batch))]
 
 
 def task_processor(task: str, *, model: str | None = None, backend: str = "auto", **options: Any) -> FrameFn:
