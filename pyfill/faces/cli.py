@@ -57,11 +57,18 @@ def command(args: argparse.Namespace) -> int:
         return result.image, (result.faces_found, result.faces_swapped)
 
     done, failed, total = _map_images("swap", args, convert)
+    return report_faces("swap", "swapped", done, failed, total, str(args.output))
+
+
+def report_faces(command: str, verb: str, done: list, failed: list, total: int, output: str, how: str = "") -> int:
+    """The summary of a face command's batch run (``done`` rows carry (faces found, faces
+    changed)): a note per image without a face on stderr, one line on stdout; returns the exit
+    status (1 only when an input could not be read or written)."""
     counted = [(src, extra) for src, _, extra in done if extra is not None]
     no_face = [src for src, (found, _) in counted if found == 0]
     for src in no_face:
-        print(f"pyfill swap: note: no face found in {src}; written unchanged", file=sys.stderr)
-    swapped = sum(n for _, (_, n) in counted)
-    print(f"swapped {swapped} faces in {sum(1 for _, (_, n) in counted if n)} of {total} images -> {args.output}; "
+        print(f"pyfill {command}: note: no face found in {src}; written unchanged", file=sys.stderr)
+    changed = sum(n for _, (_, n) in counted)
+    print(f"{verb} {changed} faces in {sum(1 for _, (_, n) in counted if n)} of {total} images{how} -> {output}; "
           f"{len(no_face)} without a face" + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0

@@ -9,7 +9,6 @@ and counted; the exit status is 1 when an input could not be read, edited or wri
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from typing import Any
 
@@ -53,12 +52,7 @@ def command(args: argparse.Namespace) -> int:
         return result.image, (result.faces_found, result.faces_edited)
 
     done, failed, total = _map_images("edit", args, convert)
-    counted = [(src, extra) for src, _, extra in done if extra is not None]
-    no_face = [src for src, (found, _) in counted if found == 0]
-    for src in no_face:
-        print(f"pyfill edit: note: no face found in {src}; written unchanged", file=sys.stderr)
-    edited = sum(n for _, (_, n) in counted)
-    print(f"edited {edited} faces in {sum(1 for _, (_, n) in counted if n)} of {total} images with "
-          f"{', '.join(sorted(models)) or 'no model'} -> {args.output}; {len(no_face)} without a face"
-          + (f"; {len(failed)} skipped" if failed else ""))
-    return 1 if failed else 0
+    from pyfill.faces.cli import report_faces
+
+    return report_faces("edit", "edited", done, failed, total, str(args.output),
+                        f" with {', '.join(sorted(models)) or 'no model'}")
