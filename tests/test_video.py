@@ -558,4 +558,4 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(clip, tmp_path: Path, cap
 def test_auto_batch_holds_about_a_megapixel() -> None:
     from pyfill.video import auto_batch
 
-    assert [auto_batch(64, 48), auto_batch(640, 360), auto_batch(1280, 720), auto_batch(3840, 2160)] == [8, 4, 1, 1]
+    assert [auto_batch(64, 48), auto_batch(640, 360), auto_batch(1280, 720), auto_batch(3840, 2160)] == [8, 4, 2, 2]

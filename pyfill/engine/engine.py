@@ -105,6 +105,10 @@ class Engine:
         static_shapes: OpenVINO: compile the model once per input shape (the last four kept)
             instead of running it with dynamic shapes; faster for streams of same-size frames
             (video), a compile for every new size otherwise.
+        throughput: OpenVINO: compile for throughput (one inference stream per group of cores)
+            and run the images of a batch, or the tiles of a tiled image, as concurrent
+            requests: more images per second for batches of frames (video), slower for one
+            image at a time. Other backends run a batch as one call and ignore it.
         cuda_graphs: torch backend on CUDA: capture one CUDA graph per input shape.
         input_range, output_range, layout, channel_order, scale: conventions of a foreign ONNX
             model without a pyfill manifest (defaults: (0, 1), (0, 1), ``NCHW``, ``rgb``, and the
@@ -134,6 +138,7 @@ class Engine:
         tiling: TilingMode = "manifest",
         threads: int = 0,
         static_shapes: bool = False,
+        throughput: bool = False,
         cuda_graphs: bool = False,
         input_range: tuple[float, float] | None = None,
         output_range: tuple[float, float] | None = None,
@@ -168,7 +173,7 @@ class Engine:
                          self.files.tensorrt_engine is not None, self.foreign, self.manifest.fp16,
                          self.manifest.bf16, self._torch_only_reason())
         choice = choose_backend(backend, device, precision, form, env)
-        self._static_shapes = static_shapes
+        self._static_shapes, self._throughput = static_shapes, throughput
         self.backend = self._make_backend(choice.backend, choice.device, choice.precision, threads, cuda_graphs)
         self._selected_because = choice.reason
         self._precision_note = choice.precision_reason
@@ -213,7 +218,7 @@ class Engine:
             return TorchBackend(module, [s.name for s in self.manifest.inputs], device, precision, cuda_graphs)
         onnx_path = F.onnx_for_runtime(self.files)
         if backend == "openvino":
-            return OpenVINOBackend(onnx_path, device, precision, threads, self._static_shapes)
+            return OpenVINOBackend(onnx_path, device, precision, threads, self._static_shapes, self._throughput)
         return OnnxRuntimeBackend(onnx_path, device, precision, threads)
 
     def _probe_item(self, hw: tuple[int, int] | None = None) -> dict[str, Any]:

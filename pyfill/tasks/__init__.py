@@ -25,15 +25,18 @@ def frame_processor(name: str, **options: Any) -> FrameProcessor:
     with the task ``name``; ``options`` are the task's keyword arguments (``model``,
     ``backend``, ...). ``generate`` reads each frame as a colour-coded label map; ``swap`` needs
     ``source`` (an image with one face) and tracks faces from frame to frame. Engines for streams
-    compile once per frame size (``static_shapes``)."""
+    compile once per frame size (``static_shapes``) and, on OpenVINO, run the frames of a batch
+    as concurrent requests (``throughput``; pass ``throughput=False`` for one at a time)."""
     if name == "restore":
-        engine = restore_engine(options.pop("model", "restore"), static_shapes=True, **options)
+        engine = restore_engine(options.pop("model", "restore"), static_shapes=True,
+                                throughput=options.pop("throughput", True), **options)
         from pyfill.video.cuda import gpu_frames
 
         gpu = gpu_frames(engine)  # the GPU path: pinned buffers, copy and compute streams
         return gpu if gpu is not None else lambda frames: list(engine(list(frames)))
     if name == "colorize":
-        engine = colorize_engine(options.pop("model", "colorize"), static_shapes=True, **options)
+        engine = colorize_engine(options.pop("model", "colorize"), static_shapes=True,
+                                 throughput=options.pop("throughput", True), **options)
         return lambda frames: [r.image for r in engine.run(list(frames))]
     if name == "generate":
         model = options.pop("model", "generate")

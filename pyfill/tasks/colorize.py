@@ -25,9 +25,10 @@ class Colorized:
 
 
 def colorize_engine(model: str | Engine = "colorize", *, backend: str = "auto",
-                    static_shapes: bool = False) -> Engine:
+                    static_shapes: bool = False, throughput: bool = False) -> Engine:
     """The cached Engine :func:`colorize` runs."""
-    return get_engine(model, TASKS, "colorize", backend=backend, static_shapes=static_shapes)
+    return get_engine(model, TASKS, "colorize", backend=backend, static_shapes=static_shapes,
+                      throughput=throughput)
 
 
 def colorize(image: Any, *, model: str | Engine = "colorize", backend: str = "auto") -> Colorized:

@@ -13,9 +13,10 @@ TASKS = ("restore", "image-to-image")
 
 
 def restore_engine(model: str | Engine = "restore", *, backend: str = "auto", static_shapes: bool = False,
-                   tile: int | None = None) -> Engine:
+                   tile: int | None = None, throughput: bool = False) -> Engine:
     """The cached Engine :func:`restore` runs (a restoration or other image-to-image model)."""
-    return get_engine(model, TASKS, "restore", backend=backend, static_shapes=static_shapes, tile=tile)
+    return get_engine(model, TASKS, "restore", backend=backend, static_shapes=static_shapes, tile=tile,
+                      throughput=throughput)
 
 
 def restore(image: Any, *, model: str | Engine = "restore", backend: str = "auto", tile: int | None = None) -> np.ndarray:
