@@ -65,13 +65,13 @@ GROUPS: dict[str, Group] = {
                                                        "tests/test_runtime2.py"),
                       "test_geometry or (generate_at and onnxruntime) or letterbox"),
     "tasks": Group(("pyfill/tasks/_common.py", "pyfill/tasks/colorize.py", "pyfill/tasks/generate.py",
-                    "pyfill/tasks/restore.py"), ("tests/test_tasks.py", "tests/test_references.py"),
+                    "pyfill/tasks/restore.py"), ("tests/test_task_helpers.py", "tests/test_tasks.py", "tests/test_references.py"),
                    "not openvino and not torch_module and not cli"),
     "processing": Group(("pyfill/engine/processing.py",), ("tests/test_processing.py", "tests/test_engine_default_install.py",
                                                            "tests/test_references.py"),
                         "not openvino and not torch_module"),
-    "export": Group(("pyfill/export.py",), ("tests/test_engine.py",),
-                    "manifest or checkpoint or operators or allowlist or bad_model"),
+    "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py"),
+                    "test_tensorrt or test_export_static or manifest or checkpoint or operators or allowlist or bad_model"),
 }
 
 RUNNER = textwrap.dedent("""\
