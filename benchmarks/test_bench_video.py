@@ -97,4 +97,5 @@ def test_video_fps(benchmark, ratios, clips, engines, tmp_path, size, task, meth
     frames = benchmark.pedantic(run, rounds=2 if size == "360p" else 1, warmup_rounds=1)
     assert frames == FRAMES
     benchmark.extra_info["fps"] = FRAMES / benchmark.stats.stats.mean if benchmark.stats else None
-    ratios.record(benchmark, f"video {task} {size} ({FRAMES} frames)", method, "naive cv2 loop")
+    ratios.record(benchmark, f"video {task} {size} ({FRAMES} frames)", method, "naive cv2 loop",
+                  min_ratio=1.5 if method == "pyfill.video.process" else None)  # the CPU target (docs/video.md)
