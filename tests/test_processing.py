@@ -362,3 +362,83 @@ def test_torch_padding_equals_numpy(ph, pw) -> None:
     out = P.pad_bottom_right(torch.from_numpy(x), ph, pw)
     assert isinstance(out, torch.Tensor)
     np.testing.assert_array_equal(out.numpy(), P.pad_bottom_right(x, ph, pw))
+
+
+# ---- cases found by mutation testing (tools/mutation.py processing) ------------------------------
+@pytest.mark.parametrize("mode,dtype", [("I;16B", ">u2"), ("I;16L", "<u2")])
+def test_sixteen_bit_pil_images_of_either_byte_order(mode, dtype) -> None:
+    raw = RNG.integers(0, 65536, (3, 4)).astype(dtype)
+    im = Image.frombuffer(mode, (4, 3), raw.tobytes(), "raw", mode, 0, 1)
+    x, kind = P.image_to_float(im, "img")
+    assert kind == P.ImageKind("pil", "uint16", "HW")
+    np.testing.assert_allclose(x[..., 0], raw.astype(np.float64) / 65535.0, rtol=1e-6)
+
+
+def test_empty_pil_images_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="^photo: empty image of shape"):
+        P.image_to_float(Image.new("RGB", (0, 5)), "photo")
+
+
+def test_gray_from_rgb_has_one_channel() -> None:
+    rgb = RNG.random((4, 5, 3)).astype(np.float32)
+    assert P.adapt_channels(rgb, 1, "gray").shape == (4, 5, 1)
+    assert P.adapt_channels(np.concatenate([rgb, rgb[..., :1]], axis=-1), 1, "gray").shape == (4, 5, 1)
+
+
+def test_two_channels_never_become_three() -> None:
+    with pytest.raises(ValueError, match=r"^cannot feed a 2-channel image to a 3-channel \(rgb\) input"):
+        P.adapt_channels(np.zeros((2, 2, 2), np.float32), 3, "rgb")
+
+
+def test_other_pil_label_modes_are_read_as_colour_images() -> None:
+    idx = np.array([[0, 1], [2, 3]], np.int32)
+    with pytest.raises(ValueError, match="colours outside the legend"):  # (1, 1, 1) etc. are not legend colours
+        P.labels_to_index(Image.fromarray(idx), SPEC, "l")
+
+
+def test_colour_labels_of_any_width_give_int64_indices() -> None:
+    idx = np.array([[1], [2], [0]])
+    out = P.labels_to_index(np.asarray(PALETTE, np.uint8)[idx], SPEC, "l")
+    assert out.dtype == np.int64 and out.tolist() == idx.tolist()
+    with pytest.raises(ValueError, match="^l: empty label image"):
+        P.colours_to_index(np.zeros((2, 0, 3), np.uint8), SPEC, "l")
+
+
+def test_stroke_vectors_from_gray_pil_images_and_faint_alpha() -> None:
+    strokes = np.zeros((18, 18, 3), np.uint8)
+    strokes[2:9, 2:12] = 150
+    gray = Image.fromarray(strokes[..., 0], "L")
+    np.testing.assert_array_equal(P.derive_vector(STROKE_SPEC, gray, {}, None, "s"),
+                                  P.derive_vector(STROKE_SPEC, strokes, {}, None, "s"))
+    rgba = np.concatenate([strokes, np.zeros((18, 18, 1), np.uint8)], axis=-1)
+    rgba[2:9, 2:12, 3] = 1  # the faintest alpha still marks a stroke pixel
+    mask = rgba[..., 3] > 0
+    np.testing.assert_array_equal(P.derive_vector(STROKE_SPEC, rgba, {}, None, "s"),
+                                  P.derive_vector(STROKE_SPEC, strokes, {"occupancy": mask}, None, "s"))
+
+
+def test_stroke_vector_uses_the_manifest_grid() -> None:
+    from pyfill.ops import stroke_grid, stroke_grid_latent
+
+    spec = TensorSpec("style", kind="vector", length=128, derive={"op": "stroke_grid", "from": "strokes", "grid": [4, 4]})
+    strokes = np.zeros((16, 16, 3), np.uint8)
+    strokes[1:5, 1:9] = (9, 200, 40)
+    vec = P.derive_vector(spec, strokes, {}, None, "s")
+    np.testing.assert_array_equal(vec, stroke_grid_latent(stroke_grid(strokes, None, (4, 4))).astype(np.float32))
+
+
+def test_bilinear_resize_of_any_rank_keeps_float32() -> None:
+    x = RNG.random((3, 8, 12)).astype(np.float32)
+    out = P.resize_bilinear(x, (5, 7))
+    assert out.dtype == np.float32 and out.shape == (3, 5, 7)
+    for c in range(3):
+        np.testing.assert_allclose(out[c], cv2.resize(x[c], (7, 5), interpolation=cv2.INTER_LINEAR), atol=2e-6)
+    np.testing.assert_allclose(P.resize_bilinear(x[0], (16, 24)), cv2.resize(x[0], (24, 16), interpolation=cv2.INTER_LINEAR),
+                               atol=2e-6)
+
+
+@pytest.mark.parametrize("shape,ph,pw", [((4, 4), 4, 1), ((4, 4), 1, 4)])
+def test_padding_as_large_as_the_image_replicates_edges(shape, ph, pw) -> None:
+    x = RNG.random(shape).astype(np.float32)
+    ref = cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+    np.testing.assert_array_equal(P.pad_bottom_right(x, ph, pw), ref)
