@@ -169,3 +169,107 @@ def test_generate_takes_rgba_legend_images_and_checks_strokes() -> None:
     np.testing.assert_array_equal(a, pyfill.generate(lab, strokes))  # default occupancy: non-zero pixels
     engine = Engine("generate")
     np.testing.assert_array_equal(a, engine(labels=lab, strokes=strokes, occupancy=mask))
+
+
+# ---- cases found by mutation testing (tools/mutation.py tasks) -----------------------------------
+def test_task_engines_default_to_latency_and_dynamic_shapes_and_pass_options_on() -> None:
+    from pyfill.tasks import colorize_engine, generate_engine, restore_engine
+
+    for make in (colorize_engine, restore_engine):
+        plain = make(backend="openvino").backend.describe()
+        assert plain["static_shapes"] is False and plain["throughput"] is False
+        stream = make(backend="openvino", static_shapes=True, throughput=True).backend
+        assert stream.throughput is True and stream.describe()["static_shapes"] is True
+    assert restore_engine(tile=0).tile == 0 and restore_engine(tile=128).tile == 128 and restore_engine().tile is None
+    for make in (colorize_engine, restore_engine, generate_engine):
+        assert make(backend="onnxruntime").backend.name == "onnxruntime"
+    assert generate_engine().path.name == "generate.onnx"
+
+
+@pytest.mark.parametrize("make,message", [
+    ("colorize_engine", "restore.onnx is a restore model; colorize takes a model for colorize or image-to-image"),
+    ("generate_engine", "restore.onnx is a restore model; generate takes a model for generate"),
+    ("restore_engine", "generate.onnx is a generate model; restore takes a model for restore or image-to-image"),
+])
+def test_task_engines_name_the_task_when_the_model_is_for_another(make, message) -> None:
+    import pyfill.tasks as T
+
+    with pytest.raises(ValueError, match="^" + message.replace(".", r"\.") + "$"):
+        getattr(T, make)("generate" if make == "restore_engine" else "restore")
+
+
+def test_restore_passes_tile_and_backend_to_its_engine() -> None:
+    from pyfill.tasks import restore_engine
+
+    img = (np.random.default_rng(0).random((200, 260, 3)) * 255).astype(np.uint8)
+    engine = restore_engine(tile=96)
+    seen: list[int] = []
+    engine.on_tile = lambda done, total: seen.append(total)
+    try:
+        pyfill.restore(img, tile=96)
+    finally:
+        engine.on_tile = None
+    assert seen, "restore(tile=96) did not run the tiled engine"
+    ort = pyfill.restore(img, backend="onnxruntime", tile=0)
+    np.testing.assert_array_equal(ort, Engine("restore", backend="onnxruntime", tile=0)(img))
+    assert not np.array_equal(ort, Engine("restore", backend="openvino", tile=0)(img))  # the backends differ here
+
+
+def test_face_inputs_that_are_not_arrays_are_named() -> None:
+    with pytest.raises(TypeError, match="^src: expected a NumPy array or a PIL image, got list$"):
+        C.face_rgb([[1]], "src", "swap")
+
+
+def test_generate_names_its_bad_arguments() -> None:
+    lab = np.zeros((32, 32), np.uint8)
+    with pytest.raises(TypeError, match="^labels: expected a NumPy array or a PIL image, got list$"):
+        pyfill.generate([[0]])
+    with pytest.raises(TypeError, match="^strokes: expected a NumPy array or a PIL image, got list$"):
+        pyfill.generate(lab, [[0]])
+    with pytest.raises(ValueError, match=r"^labels: label images are 8-bit \(class indices or legend colours\), got uint16$"):
+        pyfill.generate(lab.astype(np.uint16))
+    with pytest.raises(TypeError, match="^occupancy goes with strokes$"):
+        pyfill.generate(lab, occupancy=np.ones((32, 32), bool))
+
+
+def test_generate_takes_index_maps_four_pixels_wide_and_its_backend() -> None:
+    lab = np.zeros((64, 4), np.uint8)
+    lab[32:] = 3
+    out = pyfill.generate(lab)
+    assert out.shape == (64, 4, 3)
+    np.testing.assert_array_equal(out, Engine("generate")(labels=lab))
+    ort = pyfill.generate(np.kron(lab, np.ones((1, 16), np.uint8)), backend="onnxruntime")
+    np.testing.assert_array_equal(ort, Engine("generate", backend="onnxruntime")(labels=np.kron(lab, np.ones((1, 16), np.uint8))))
+
+
+def test_generate_brings_a_float_output_to_uint8() -> None:
+    class FloatEngine(Engine):
+        def __call__(self, *args, **kwargs):  # the same model, answering in float with overshoots
+            out = super().__call__(*args, **kwargs).astype(np.float32) / 255.0
+            out[0, 0] = (-0.2, 1.3, 0.5)
+            return out
+
+    base = Engine("generate")
+    engine = FloatEngine.__new__(FloatEngine)
+    engine.__dict__.update(base.__dict__)
+    lab = np.zeros((64, 64), np.uint8)
+    lab[20:] = 2
+    want = base(labels=lab).astype(np.float32) / 255.0
+    want[0, 0] = (-0.2, 1.3, 0.5)
+    out = pyfill.generate(lab, model=engine)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.rint(np.clip(want, 0, 1) * 255).astype(np.uint8))
+    assert out[0, 0].tolist() == [0, 255, 128]
+
+
+def test_legend_names_unnamed_classes_by_number(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from pyfill.export import export_onnx, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+
+    torch.manual_seed(0)
+    palette = [[i * 30, 255 - i * 30, (i * 77) % 256] for i in range(8)]
+    cfg = {"size": 32, "base": 8, "palette": palette}
+    ckpt = save_checkpoint(build_model("spade", cfg), make_manifest("spade", cfg, task="generate"), tmp_path / "g")
+    entries = legend(Engine(export_onnx(ckpt, tmp_path / "g.onnx")))
+    assert [(e.index, e.name, list(e.colour)) for e in entries] == [(i, f"class {i}", c) for i, c in enumerate(palette)]
