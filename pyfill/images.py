@@ -85,8 +85,11 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> n
                     image_mod.MAX_IMAGE_PIXELS = saved
     except ImageTooLargeError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, image_mod.DecompressionBombError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+            image_mod.DecompressionBombError) as exc:
+        # IndexError: Pillow's GIF reader indexes past a truncated extension block while it
+        # looks for a second frame (found by benchmarks/fuzz.py)
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
 
 
 def _decode(image_mod: Any, path: Any, limit: int) -> np.ndarray:

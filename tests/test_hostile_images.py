@@ -221,3 +221,22 @@ def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
         want = np.asarray(im.convert("RGB"))
     assert np.array_equal(got, want)
     assert abs(int(got.mean()) - 10) <= 2
+
+
+def test_gif_with_a_truncated_extension_after_its_frame(tmp_path: Path) -> None:
+    """Found by the fuzz run: Pillow (11.x) looking for a second frame indexes past an extension
+    block that ends at once (``!`` as the last byte) and raises IndexError. read_image gives the
+    first frame or the usual ValueError, for files and file objects, never another exception."""
+    frame = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    buf = io.BytesIO()
+    Image.fromarray(frame).convert("P").save(buf, "GIF")
+    data = buf.getvalue()[:-1] + b"!"  # the trailer replaced by an extension introducer
+    path = tmp_path / "cut.gif"
+    path.write_bytes(data)
+    for source in (path, io.BytesIO(data)):
+        try:
+            got = read_image(source)
+        except ValueError as exc:
+            assert "not a readable image" in str(exc)
+        else:
+            assert np.array_equal(got[..., 0] if got.ndim == 3 else got, frame)
