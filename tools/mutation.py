@@ -176,7 +176,7 @@ PYTEST_RUNNER = textwrap.dedent("""\
     """)
 
 
-def recheck(name: str, group: Group, work: Path, env: dict[str, str]) -> dict[str, object]:
+def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: list[str] | None = None) -> dict[str, object]:
     """Run the checkout's current tests against each mutant that survived the last run of
     ``group``: the mutant is written into the scratch copy's source (``mutmut apply``), the
     group's tests run there, the source is restored. Returns the survivors now killed and those
@@ -193,7 +193,8 @@ def recheck(name: str, group: Group, work: Path, env: dict[str, str]) -> dict[st
     shutil.rmtree(folder / "tests")
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "run_pytest.py").write_text(PYTEST_RUNNER)
-    args = ["-p", "no:cacheprovider", "-q", "-x", "--reruns", "0", *group.tests] + (["-k", group.select] if group.select else [])
+    args = ["-p", "no:cacheprovider", "-q", "-x", "--reruns", "0", *(tests or group.tests)]
+    args += ["-k", group.select] if group.select else []
     for file in group.files:
         shutil.copy2(ROOT / file, folder / file)
     clean = subprocess.run(["nice", "-n", "10", sys.executable, "run_pytest.py", *args], cwd=folder, env=env,
@@ -222,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
     parser.add_argument("--recheck", action="store_true",
                         help="run the current tests against the survivors of the last run of each group (after triage)")
+    parser.add_argument("--recheck-tests", nargs="*", default=None,
+                        help="with --recheck: only these test files (the new ones; the group's other tests were "
+                             "already run against every survivor)")
     args = parser.parse_args(argv)
     if args.list:
         for name, g in GROUPS.items():
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.groups or list(GROUPS):
         group = GROUPS[name]
         if args.recheck:
-            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env)
+            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env, args.recheck_tests)
             out.write_text(json.dumps(scores, indent=2))
             r = scores[name]["recheck"]
             print(name, f"rechecked {r['rechecked']}: killed now {len(r['killed_now'])}, still alive "
