@@ -224,7 +224,7 @@ def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
 
 
 def test_gif_with_a_truncated_extension_after_its_frame(tmp_path: Path) -> None:
-    """Found by the fuzz run: Pillow (11.x) looking for a second frame indexes past an extension
+    """Found by the fuzz run: Pillow (13.0) looking for a second frame indexes past an extension
     block that ends at once (``!`` as the last byte) and raises IndexError. read_image gives the
     first frame or the usual ValueError, for files and file objects, never another exception."""
     frame = np.arange(48, dtype=np.uint8).reshape(6, 8)
