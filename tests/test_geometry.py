@@ -125,3 +125,25 @@ def test_points_map_into_the_frame_and_back() -> None:
     stretch = Placement.for_size(10, 40, (20, 20), "stretch")     # x * 0.5, y * 2
     np.testing.assert_allclose(stretch.points_in(np.array([[4.0, 3.0], [40.0, 10.0]])), [[2.0, 6.0], [20.0, 20.0]])
     np.testing.assert_allclose(stretch.points_out(np.array([2.0, 6.0])), [4.0, 3.0])
+
+
+# ---- cases found by mutation testing (tools/mutation.py geometry) --------------------------------
+def test_a_height_that_would_round_to_zero_keeps_one_row() -> None:
+    p = Placement.for_size(1, 1000, (64, 64), "letterbox")
+    assert (p.oy, p.ox, p.nh, p.nw) == (31, 0, 1, 64)
+
+
+def test_images_are_resized_bilinearly_unless_nearest_is_asked() -> None:
+    x = RNG.random((1, 1, 10, 30)).astype(np.float32)
+    p = Placement.for_size(10, 30, (16, 16), "stretch")
+    np.testing.assert_allclose(p.image_in(x), _cv_resize(x, (16, 16)), atol=2e-6)
+
+
+def test_points_out_returns_a_float32_copy() -> None:
+    p = Placement.for_size(100, 200, (64, 64), "letterbox")
+    inside = np.array([[16.0, 24.0]], np.float32)
+    out = p.points_out(inside)
+    assert out.dtype == np.float32 and inside.tolist() == [[16.0, 24.0]]
+    assert p.points_out(np.array([16.0, 24.0])).dtype == np.float32
+    back = p.points_in(out)
+    assert back.dtype == np.float32 and out.tolist() == [[50.0, 25.0]]
