@@ -122,3 +122,62 @@ def test_cuda_kernels_requirement_follows_the_build() -> None:
     else:
         with pytest.raises(RuntimeError, match="^resize: got a CUDA array but this pyfill was built without CUDA"):
             require_cuda_kernels("resize")
+
+
+# ---- cases found by mutation testing (tools/mutation.py arrays) ----------------------------------
+def test_tensors_off_the_cpu_are_refused_by_to_host() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="^img: expected a CPU tensor here, got one on meta$"):
+        to_host(torch.empty(2, 2, device="meta"), "img")
+
+
+def test_non_contiguous_tensors_are_refused_before_any_cuda_call() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"^img: CUDA tensor must be contiguous \(call \.contiguous\(\)\)$"):
+        cuda_view(torch.zeros(4, 6).t(), "img")
+
+
+def test_results_like_a_torch_tensor_are_torch_tensors_on_its_device() -> None:
+    torch = pytest.importorskip("torch")
+    owner = torch.empty(3, device="meta")
+    out = cuda_empty(CudaView(0, (3,), np.dtype(np.float32), 0, 0, owner), (2, 5), np.uint16)
+    assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, 5)
+    assert out.dtype == torch.uint16 and out.device.type == "meta"
+    assert cuda_empty(CudaView(0, (3,), np.dtype(np.float32), 0, 0, owner), (4,), "float32").dtype == torch.float32
+
+
+def test_results_like_a_cupy_array_are_made_by_cupy_on_its_device(monkeypatch) -> None:
+    import sys
+    import types
+
+    made = []
+
+    class Device:
+        def __init__(self, index):
+            self.index = index
+
+        def __enter__(self):
+            made.append(("device", self.index))
+
+        def __exit__(self, *exc):
+            made.append(("left", self.index))
+
+    class ndarray:  # noqa: N801 - CuPy's name
+        pass
+
+    cupy = types.ModuleType("cupy")
+    cupy.ndarray = ndarray
+    cupy.cuda = types.SimpleNamespace(Device=Device)
+    cupy.empty = lambda shape, dtype: made.append(("empty", shape, dtype)) or "array"
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    view = CudaView(0, (3,), np.dtype(np.uint8), 2, 0, ndarray())
+    assert cuda_empty(view, (4, 5), np.float32) == "array"
+    assert made == [("device", 2), ("empty", (4, 5), np.dtype(np.float32)), ("left", 2)]
+
+
+def test_the_missing_kernels_message_says_how_to_get_them() -> None:
+    if _C.build_config()["cuda"]:
+        pytest.skip("this build has the CUDA kernels")
+    with pytest.raises(RuntimeError, match=r"^blur: got a CUDA array but this pyfill was built without CUDA kernels; "
+                                           r"rebuild with PYFILL_CUDA=on or pass a host \(NumPy/CPU\) array$"):
+        require_cuda_kernels("blur")
