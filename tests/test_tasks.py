@@ -141,12 +141,12 @@ def test_frame_processor_equals_the_task_per_frame(photo: np.ndarray) -> None:
     from pyfill.tasks import colorize_engine, restore_engine
 
     frames = [photo, photo[::-1].copy(), photo[:, ::-1].copy()]
-    stream = restore_engine(static_shapes=True)  # what frame_processor runs
+    stream = restore_engine(static_shapes=True, throughput=True)  # what frame_processor runs
     assert all(np.array_equal(a, pyfill.restore(f, model=stream))
                for a, f in zip(frame_processor("restore")(frames), frames))
     gray = [f.mean(axis=-1).astype(np.uint8) for f in frames]
     rgb = [np.repeat(g[..., None], 3, axis=-1) for g in gray]
-    stream = colorize_engine(static_shapes=True)
+    stream = colorize_engine(static_shapes=True, throughput=True)
     for a, g in zip(frame_processor("colorize")(rgb), gray):
         assert np.array_equal(a, pyfill.colorize(g, model=stream).image)
     with pytest.raises(ValueError, match="unknown task 'paint'; tasks: restore, colorize, generate"):

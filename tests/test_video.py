@@ -221,7 +221,7 @@ def test_restore_matches_engine_per_frame(lossless_clip, tmp_path: Path, batch: 
     src, images = lossless_clip
     dst = tmp_path / "restored.mkv"
     report = process(src, dst, "restore", batch=batch, codec="ffv1")
-    engine = pyfill.Engine.from_pretrained("restore", tile=0, static_shapes=True)   # as the task builds it
+    engine = pyfill.Engine.from_pretrained("restore", tile=0, static_shapes=True, throughput=True)  # as the task builds it
     reference = [engine(img) for img in images]
     out, _ = decode_all(dst)
     assert report.frames_out == len(out) == len(images)
@@ -236,7 +236,7 @@ def test_restore_at_360p_matches_the_whole_frame_engine(tmp_path: Path) -> None:
     src, dst = tmp_path / "360p.mkv", tmp_path / "out.mkv"
     images = make_clip(src, n=2, w=640, h=360, codec="ffv1", pix_fmt="bgr0", audio=False)
     process(src, dst, "restore", codec="ffv1")
-    whole = pyfill.Engine.from_pretrained("restore", tile=0, static_shapes=True)
+    whole = pyfill.Engine.from_pretrained("restore", tile=0, static_shapes=True, throughput=True)
     for img, o in zip(images, decode_all(dst)[0], strict=True):
         np.testing.assert_array_equal(o, whole(img))
 
@@ -245,7 +245,7 @@ def test_colorize_without_smoothing_matches_engine_fill(lossless_clip, tmp_path:
     src, images = lossless_clip
     dst = tmp_path / "colour.mkv"
     process(src, dst, "colorize", batch=1, codec="ffv1", smooth=False)
-    engine = pyfill.Engine.from_pretrained("colorize", static_shapes=True)   # as the task builds it
+    engine = pyfill.Engine.from_pretrained("colorize", static_shapes=True, throughput=True)  # as the task builds it
     out, _ = decode_all(dst)
     for img, o in zip(images, out, strict=True):
         np.testing.assert_array_equal(o, engine(img)["fill"])
