@@ -144,26 +144,24 @@ class OpenVINOBackend(Backend):
         if self.throughput and n > 1 and all(a.ndim and a.shape[0] == n for a in arrays):
             return self._run_concurrent(arrays, n)
         compiled = self._compiled_for(tuple(a.shape for a in arrays))
-        requests = getattr(self._local, "requests", None)
-        if requests is None:
-            requests = self._local.requests = {}
-        request = requests.get(id(compiled))
-        if request is None or request[0] is not compiled:
-            request = requests[id(compiled)] = (compiled, compiled.create_infer_request())
-        result = request[1].infer(dict(zip(self.input_names, arrays)))
+        request = self._per_thread("requests", compiled, lambda c: c.create_infer_request())
+        result = request.infer(dict(zip(self.input_names, arrays)))
         return [np.array(result[out]) for out in compiled.outputs]
+
+    def _per_thread(self, kind: str, compiled: Any, make: Any) -> Any:
+        """This thread's ``kind`` object (infer request, async queue) for ``compiled``, made
+        once per thread and compiled model."""
+        cache = self._local.__dict__.setdefault(kind, {})
+        entry = cache.get(id(compiled))
+        if entry is None or entry[0] is not compiled:
+            entry = cache[id(compiled)] = (compiled, make(compiled))
+        return entry[1]
 
     def _run_concurrent(self, arrays: list[np.ndarray], n: int) -> list[Any]:
         """A batch as ``n`` one-item requests in flight at once (throughput mode: OpenVINO runs
         each stream on its own cores), the outputs stacked back in order."""
         compiled = self._compiled_for(tuple((1, *a.shape[1:]) for a in arrays))
-        queues = getattr(self._local, "queues", None)
-        if queues is None:
-            queues = self._local.queues = {}
-        entry = queues.get(id(compiled))
-        if entry is None or entry[0] is not compiled:
-            entry = queues[id(compiled)] = (compiled, self._ov.AsyncInferQueue(compiled))
-        queue = entry[1]
+        queue = self._per_thread("queues", compiled, self._ov.AsyncInferQueue)
         results: list[list[np.ndarray] | None] = [None] * n
         count = len(compiled.outputs)
 

@@ -350,8 +350,8 @@ def _note(exc: BaseException, text: str) -> None:
 
 def auto_batch(width: int, height: int) -> int:
     """Frames per model call when none is given: as many as make about one megapixel, 2 to 8
-    (4 at 640 x 360, 2 at 1280 x 720 and above). At least 2 so that the two inference streams
-    of OpenVINO's throughput mode (the task engines' mode for video) each have a frame; larger
+    (4 at 640 x 360, 2 at 1280 x 720 and above). At least 2 so that OpenVINO's throughput mode
+    (the task engines' mode for video) has frames to run side by side; larger
     batches of large frames ran slower per frame on the CPU (memory traffic)."""
     return max(2, min(8, BATCH_PIXELS // max(width * height, 1)))
 
