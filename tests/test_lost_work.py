@@ -105,15 +105,16 @@ def test_killed_batch_resumes_with_skip_existing(tmp_path: Path) -> None:
     _photos(tmp_path / "in", 40, size=64)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pyfill", "restore", str(tmp_path / "in"), "-o", str(out), "--skip-existing"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 3:
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
 
     def outputs() -> list[Path]:  # a killed write may leave a hidden temporary, never a named output
         return [p for p in out.glob("*.png") if not p.name.startswith(".")]
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(outputs()) < 3:  # named outputs only: temporaries are
+        time.sleep(0.01)                                       # also *.png to glob
+    proc.kill()
+    proc.wait()
 
     assert 3 <= len(outputs()) < 40
     for p in outputs():
