@@ -564,6 +564,147 @@ def test_default_profile_reaches_further_for_models_that_cannot_tile() -> None:
     assert default_tensorrt_profile(restore)["image"]["max"][2:] == (1024, 1024)
 
 
+def test_the_builder_gets_the_workspace_profile_and_timing_cache_and_records_them(fakes, onnx_models, tmp_path) -> None:
+    from pyfill.export import build_tensorrt_engine, default_tensorrt_profile
+    from pyfill.manifest import Manifest, read_onnx_manifest
+
+    source = read_onnx_manifest(onnx_models["fp16"])
+    built = build_tensorrt_engine(onnx_models["fp16"], precision="fp32", out_dir=tmp_path, workspace_gib=0.5)
+    build = fakes.trt.builds[-1]
+    config, network = build["config"], build["network"]
+    assert config.workspace == 512 * 1024 * 1024
+    assert network.flags == 0  # TensorRT 10: weakly typed, no creation flag
+    assert network.parsed["path"] == str(onnx_models["fp16"])  # fp32 parses the file itself
+    assert len(config.profiles) == 1
+    expected_profile = default_tensorrt_profile(source)
+    assert config.profiles[0].shapes == {name: (p["min"], p["opt"], p["max"]) for name, p in expected_profile.items()}
+    assert config.timing_in == b""  # no timing cache yet
+    assert built.read_bytes() == b"fake-engine" and built.name == built.stem + ".engine" and len(built.stem) == 32
+    timing = tmp_path / "timing-fake-h100-sm90-trt10-13-0.cache"
+    assert timing.read_bytes() == b"timings:"
+    written = Manifest.load(built.with_suffix(".json"))
+    record = written.provenance.pop("tensorrt")
+    assert record == {"precision": "fp32", "typing": "weak", "gpu": "Fake H100", "compute_capability": [9, 0],
+                      "version": "10.13.0",
+                      "profile": {n: {k: list(v) for k, v in p.items()} for n, p in expected_profile.items()}}
+    assert written.to_dict() == source.to_dict()  # the rest of the ONNX file's manifest, unchanged
+
+    # an engine without its manifest beside it is rebuilt, not served from the cache
+    built.with_suffix(".json").unlink()
+    assert build_tensorrt_engine(onnx_models["fp16"], precision="fp32", out_dir=tmp_path, workspace_gib=0.5) == built
+    assert len(fakes.trt.builds) == 2 and built.with_suffix(".json").is_file()
+    with pytest.raises(ValueError, match=r"^precision must be 'auto', 'fp32' or 'fp16', got 'int8'$"):
+        build_tensorrt_engine(onnx_models["fp16"], precision="int8", out_dir=tmp_path)
+
+
+def test_parse_and_build_failures_are_export_errors_and_leave_no_engine(fakes, onnx_models, tmp_path) -> None:
+    from pyfill.export import ExportError, build_tensorrt_engine
+
+    class Refusing:
+        def __init__(self, network, logger):
+            self.num_errors = 2
+
+        def parse_from_file(self, path):
+            return False
+
+        def get_error(self, i):
+            return f"error {i}"
+
+    real = fakes.trt.OnnxParser
+    fakes.trt.OnnxParser = Refusing
+    with pytest.raises(ExportError, match=r"^TensorRT could not parse .*yes\.onnx: error 0; error 1$"):
+        build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+    fakes.trt.OnnxParser = real
+    fakes.trt.Builder.build_serialized_network = lambda self, network, config: None
+    with pytest.raises(ExportError, match=r"^TensorRT failed to build an engine for .*yes\.onnx$"):
+        build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path)
+    assert not list(tmp_path.glob("*.engine")) and not list(tmp_path.glob("*.json"))
+
+
+def test_building_needs_a_manifest_in_the_onnx_file(fakes, tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from pyfill.export import build_tensorrt_engine
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    plain = tmp_path / "plain.onnx"
+    onnx.save(model, str(plain))
+    with pytest.raises(ValueError, match=r"plain\.onnx: no pyfill manifest in the ONNX metadata; export it with "
+                                         r"pyfill\.export$"):
+        build_tensorrt_engine(plain, out_dir=tmp_path)
+
+
+def test_building_without_a_device_is_a_clear_error(monkeypatch, fakes, onnx_models, tmp_path) -> None:
+    from pyfill.export import build_tensorrt_engine
+
+    monkeypatch.setattr(backends, "_cudart", lambda: FakeCudart(devices=0))
+    with pytest.raises(RuntimeError, match=r"^building a TensorRT engine needs TensorRT, cuda-python and a CUDA GPU: "
+                                           r"no CUDA device"):
+        build_tensorrt_engine(onnx_models["fp16"], out_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before anything was written
+
+
+def test_precision_rules_and_typing_modes() -> None:
+    from pyfill.export import tensorrt_precision, tensorrt_typing
+    from pyfill.models import make_manifest
+
+    yes, no = make_manifest("unet"), make_manifest("unet")
+    no.fp16 = False
+    assert [tensorrt_precision(yes, p) for p in ("auto", "fp32", "fp16")] == ["fp16", "fp32", "fp16"]
+    assert [tensorrt_precision(no, p) for p in ("auto", "fp32")] == ["fp32", "fp32"]
+    with pytest.raises(ValueError, match=r"^the manifest of unet says the model does not support fp16; use "
+                                         r"precision='fp32'$"):
+        tensorrt_precision(no, "fp16")
+    with pytest.raises(ValueError, match=r"^precision must be 'auto', 'fp32' or 'fp16', got 'FP16'$"):
+        tensorrt_precision(yes, "FP16")
+    assert tensorrt_typing(fake_trt("10.13.0", weak=True)) == "weak"
+    assert tensorrt_typing(fake_trt("11.4.0", weak=False)) == "strong"
+
+
+def test_cache_key_is_a_32_digit_hash_of_every_part_and_ignores_profile_order() -> None:
+    from pyfill.export import tensorrt_cache_key
+
+    gpu = {"name": "NVIDIA H100", "compute_capability": (9, 0), "index": 3}
+    profile = {"image": {"min": [1, 3, 64, 64], "max": [8, 3, 512, 512]}, "shift": {"min": [1, 4], "max": [8, 4]}}
+    base = ("abc", gpu, "10.13", "fp16", "weak", profile)
+    key = tensorrt_cache_key(*base)
+    assert len(key) == 32 and int(key, 16) >= 0
+    reordered = {"shift": {"max": [8, 4], "min": [1, 4]}, "image": {"max": [8, 3, 512, 512], "min": [1, 3, 64, 64]}}
+    assert tensorrt_cache_key(*base[:5], reordered) == key
+    assert tensorrt_cache_key("abc", {**gpu, "index": 0}, *base[2:]) == key  # the device index is not part of it
+    others = [("abd", *base[1:]), ("abc", {**gpu, "name": "NVIDIA H200"}, *base[2:]), (*base[:2], "10.14", *base[3:]),
+              (*base[:3], "fp32", *base[4:]), (*base[:4], "strong", base[5]),
+              (*base[:5], {**profile, "image": {"min": [1, 3, 64, 64], "max": [8, 3, 1024, 1024]}})]
+    keys = {tensorrt_cache_key(*o) for o in others}
+    assert len(keys) == len(others) and key not in keys
+
+
+def test_file_sha256_reads_files_larger_than_its_chunk(tmp_path) -> None:
+    import hashlib
+
+    from pyfill.export import file_sha256
+
+    data = np.random.default_rng(0).integers(0, 256, (1 << 20) * 2 + 12345, dtype=np.uint8).tobytes()
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    path.write_bytes(b"")
+    assert file_sha256(path) == hashlib.sha256(b"").hexdigest()
+
+
+def test_timing_cache_names_are_slugs_of_the_gpu_and_version(tmp_path) -> None:
+    from pyfill.export import timing_cache_path
+
+    gpu = {"name": "--NVIDIA  H100 80GB (SXM5)--", "compute_capability": (9, 0)}
+    assert timing_cache_path(tmp_path, gpu, "10.13.0.post1").name == "timing-nvidia-h100-80gb-sxm5-sm90-trt10-13-0-post1.cache"
+    assert timing_cache_path(tmp_path, {"name": "A", "compute_capability": (12, 1)}, "11").name == "timing-a-sm121-trt11.cache"
+
+
 # ---- on a GPU with TensorRT --------------------------------------------------------------------
 
 _USABLE, _WHY = tensorrt_usable()
