@@ -54,7 +54,8 @@ GROUPS: dict[str, Group] = {
     "ops": Group(("pyfill/ops/convert.py",), ("tests/test_convert_ops.py",)),
     "arrays": Group(("pyfill/ops/_arrays.py",), ("tests/test_degrade_ops.py", "tests/test_convert_ops.py",
                                                 "tests/test_stroke_grid.py", "tests/test_arrays.py")),
-    "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_engine_default_install.py"),
+    "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_manifest_schema.py",
+                                                "tests/test_engine_default_install.py"),
                       "manifest or foreign or bad_model"),
     "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
                        "frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
@@ -62,7 +63,8 @@ GROUPS: dict[str, Group] = {
                        ("training.colorize.xǁPhasedScheduleǁ*", "training.colorize.x_select_fooled*",
                         "training.colorize.x_split_lab*")),
     # the functions the first manifest and schedules runs did not reach (they were stopped)
-    "manifest_rest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_engine_default_install.py",
+    "manifest_rest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_manifest_schema.py",
+                                                     "tests/test_engine_default_install.py",
                                                      "tests/test_runtime2.py"),
                            "manifest or foreign or bad_model or schema or format or kinds",
                            ("pyfill.manifest.x__positive_int*", "pyfill.manifest.x_validate_manifest_dict*",
