@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pyfill._core import require
+from pyfill.engine.processing import padded_size
 from pyfill.manifest import ONNX_METADATA_KEY, Manifest
 
 OPSET = 17
@@ -128,7 +129,7 @@ def example_inputs(manifest: Manifest, batch: int = 1, height: int | None = None
     rng = np.random.default_rng(seed)
     fixed = manifest.size.fixed
     m = manifest.size.multiple_of
-    h = fixed[0] if fixed else (height or max(m, manifest.size.min_size, 32))
+    h = fixed[0] if fixed else (height or padded_size(32, 32, m, manifest.size.min_size)[0])
     w = fixed[1] if fixed else (width or h)
     out: dict[str, np.ndarray] = {}
     for spec in manifest.inputs:
@@ -163,8 +164,7 @@ def static_export_size(manifest: Manifest, size: tuple[int, int] | None = None) 
     h, w = size or (512, 512)
     if int(h) < 1 or int(w) < 1:
         raise ValueError(f"static_size must be positive, got {size}")
-    m, lo = manifest.size.multiple_of, manifest.size.min_size
-    return tuple(max(lo, (int(v) + m - 1) // m * m) for v in (h, w))  # type: ignore[return-value]
+    return padded_size(int(h), int(w), manifest.size.multiple_of, manifest.size.min_size)
 
 
 def export_onnx(
@@ -260,11 +260,12 @@ def _unique_temp(target: Path) -> Path:
 
 
 def _dynamic_checks(manifest: Manifest, spatial_dynamic: bool) -> list[dict[str, int]]:
-    """Batch 1 at the smallest convenient size and batch 2 at a larger, non-square one."""
+    """Batch 1 at the smallest size of at least 32 pixels the size rules allow, and batch 2 at a
+    larger, non-square one."""
     if not spatial_dynamic:
         return [{"batch": 1}, {"batch": 2}]
     m = manifest.size.multiple_of
-    base = max(m, manifest.size.min_size, 32)
+    base = padded_size(32, 32, m, manifest.size.min_size)[0]
     return [{"batch": 1, "height": base, "width": base}, {"batch": 2, "height": base + m, "width": base + 2 * m}]
 
 
@@ -466,7 +467,7 @@ def default_tensorrt_profile(manifest: Manifest) -> dict[str, dict[str, tuple[in
     top = 1024 if manifest.tiling.supported else 2048
 
     def rnd(v: int) -> int:
-        return max(m, manifest.size.min_size, (v + m - 1) // m * m)
+        return padded_size(v, v, m, manifest.size.min_size)[0]
 
     prof: dict[str, dict[str, tuple[int, ...]]] = {}
     for s in manifest.inputs:

@@ -1,0 +1,123 @@
+"""What ``export_onnx`` checks before it writes a file, and the exporter's small helpers.
+
+A module that bakes its batch size or its image size into the traced graph (a Python number
+taken from a shape) gives an ONNX file that runs at other shapes but computes something else
+there. The export must refuse it: the dynamic export compares ONNX Runtime with PyTorch at batch 1
+and at a second, non-square size; the fixed-size export at batches 1 and 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyfill.manifest import Manifest, SizeRequirements, TensorSpec
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from pyfill.export import (  # noqa: E402
+    ExportError,
+    _dynamic_checks,
+    cache_dir,
+    default_tensorrt_profile,
+    export_onnx,
+    onnx_operators,
+)
+
+
+def manifest(fixed: tuple[int, int] | None = None, multiple_of: int = 8, min_size: int = 1) -> Manifest:
+    return Manifest(task="restore", family="probe", config={}, inputs=[TensorSpec("image")],
+                    outputs=[TensorSpec("out")],
+                    size=SizeRequirements(multiple_of=multiple_of, min_size=min_size, fixed=fixed))
+
+
+class BakedBatch(torch.nn.Module):
+    def forward(self, x):
+        return x * float(x.shape[0])  # a Python number: the traced batch is baked into the graph
+
+
+class BakedWidth(torch.nn.Module):
+    def forward(self, x):
+        return x * (float(x.shape[3]) / 64.0)
+
+
+class Honest(torch.nn.Module):
+    def forward(self, x):
+        return x * 0.5 + x.mean(dim=(2, 3), keepdim=True)
+
+
+def test_a_graph_with_a_baked_batch_size_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"^ONNX output 'out' differs from PyTorch \(shape \(1, 3, 32, 32\) vs "
+                                          r"\(1, 3, 32, 32\), max abs error"):
+        export_onnx(BakedBatch(), tmp_path / "batch.onnx", manifest=manifest())
+    with pytest.raises(ExportError, match=r"^ONNX output 'out' differs from PyTorch \(shape \(1, 3, 48, 48\)"):
+        export_onnx(BakedBatch(), tmp_path / "batch.onnx", manifest=manifest(fixed=(48, 48)), dynamic=True)
+    assert not list(tmp_path.iterdir())  # nothing written, no temporary left
+
+
+def test_a_graph_with_a_baked_image_size_is_refused_unless_the_size_is_fixed(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"^ONNX output 'out' differs from PyTorch \(shape \(2, 3, 40, 48\)"):
+        export_onnx(BakedWidth(), tmp_path / "width.onnx", manifest=manifest())
+    # with a fixed size the width never changes, so the same module exports
+    out = export_onnx(BakedWidth(), tmp_path / "fixed.onnx", manifest=manifest(fixed=(32, 64)))
+    assert out.is_file()
+    assert export_onnx(Honest(), tmp_path / "honest.onnx", manifest=manifest()).is_file()
+
+
+@pytest.mark.parametrize("multiple_of,min_size", [(8, 1), (64, 1), (48, 64), (1, 1), (16, 40)])
+def test_dynamic_checks_cover_batches_1_and_2_and_two_sizes_within_the_rules(multiple_of: int, min_size: int) -> None:
+    m = manifest(multiple_of=multiple_of, min_size=min_size)
+    first, second = _dynamic_checks(m, spatial_dynamic=True)
+    assert (first["batch"], second["batch"]) == (1, 2)
+    assert first["height"] == first["width"] and second["height"] != second["width"]  # the second is not square
+    assert (first["height"], first["width"]) != (second["height"], second["width"])
+    for check in (first, second):
+        for side in (check["height"], check["width"]):
+            assert side % multiple_of == 0 and side >= min_size and side >= 32
+    # the first is the smallest size the rules allow at or above 32 pixels
+    assert first["height"] == max(-(-max(min_size, 32) // multiple_of) * multiple_of, multiple_of)
+    assert _dynamic_checks(m, spatial_dynamic=False) == [{"batch": 1}, {"batch": 2}]
+
+
+def test_cache_dir_follows_pyfill_cache_then_xdg_then_home_and_creates_it(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "a" / "b"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+    monkeypatch.delenv("PYFILL_CACHE")
+    assert cache_dir() == tmp_path / "xdg" / "pyfill" and (tmp_path / "xdg" / "pyfill").is_dir()
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "pyfill" and (tmp_path / "home" / ".cache" / "pyfill").is_dir()
+
+
+def test_onnx_operators_lists_the_graphs_operators_and_names_the_extra_when_onnx_is_missing(monkeypatch,
+                                                                                         tmp_path: Path) -> None:
+    path = export_onnx(Honest(), tmp_path / "honest.onnx", manifest=manifest())
+    import onnx
+
+    assert onnx_operators(path) == {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Mul", "ReduceMean", "Add"} <= onnx_operators(path)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"pip install 'pyfill\[train\]'"):
+        onnx_operators(path)
+
+
+def test_default_profile_rounds_to_the_rules_and_fills_free_axes_of_other_inputs() -> None:
+    m = Manifest(task="generate", family="probe", config={},
+                 inputs=[TensorSpec("image"), TensorSpec("latent", kind="tensor", shape=[None, 512]),
+                         TensorSpec("labels", kind="labels", classes=5)],
+                 outputs=[TensorSpec("out")], size=SizeRequirements(multiple_of=48, min_size=100))
+    prof = default_tensorrt_profile(m)
+    assert prof["latent"] == {"min": (1, 1, 512), "opt": (1, 1, 512), "max": (8, 1, 512)}
+    # 64 -> 144 (the next multiple of 48 at or above min_size 100), 512 -> 528, and 2048 -> 2064 (a model
+    # that cannot tile: Tiling() is off by default)
+    assert prof["image"] == {"min": (1, 3, 144, 144), "opt": (1, 3, 528, 528), "max": (8, 3, 2064, 2064)}
+    assert prof["labels"]["min"] == (1, 5, 144, 144)
+    small = default_tensorrt_profile(manifest(multiple_of=128, min_size=1))
+    assert small["image"]["min"] == (1, 3, 128, 128) and small["image"]["opt"] == (1, 3, 512, 512)
+    fixed = default_tensorrt_profile(manifest(fixed=(96, 160)))
+    assert fixed["image"] == {"min": (1, 3, 96, 160), "opt": (1, 3, 96, 160), "max": (8, 3, 96, 160)}
+    assert m.tiling.supported is False
