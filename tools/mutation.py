@@ -57,8 +57,8 @@ GROUPS: dict[str, Group] = {
     "manifest": Group(("pyfill/manifest.py",), ("tests/test_manifest.py", "tests/test_manifest_schema.py",
                                                 "tests/test_engine_default_install.py"),
                       "manifest or foreign or bad_model"),
-    "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
-                       "frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
+    "schedules": Group(("training/colorize.py",), ("tests/test_colorize_training.py", "tests/test_phased_schedule.py"),
+                       "test_phased_schedule or frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
                        "or difference or alternating or round_trips_with_phase or discrimination_error",
                        ("training.colorize.xǁPhasedScheduleǁ*", "training.colorize.x_select_fooled*",
                         "training.colorize.x_split_lab*")),
@@ -70,8 +70,9 @@ GROUPS: dict[str, Group] = {
                            ("pyfill.manifest.x__positive_int*", "pyfill.manifest.x_validate_manifest_dict*",
                             "pyfill.manifest.xǁTensorSpecǁ__post_init__*", "pyfill.manifest.xǁManifestǁfrom_dict*",
                             "pyfill.manifest.xǁManifestǁfrom_json*", "pyfill.manifest.x_manifest_schema*")),
-    "schedules_rest": Group(("training/colorize.py",), ("tests/test_colorize_training.py",),
-                            "frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
+    "schedules_rest": Group(("training/colorize.py",), ("tests/test_colorize_training.py",
+                                                          "tests/test_phased_schedule.py"),
+                            "test_phased_schedule or frozen or seed_result or selection or unselected or select_fooled or stops or fixed_batch "
                             "or difference or alternating or round_trips_with_phase or discrimination_error or phase",
                             ("training.colorize.xǁPhasedScheduleǁstep*", "training.colorize.xǁPhasedScheduleǁ__init__*",
                              "training.colorize.xǁPhasedScheduleǁgenerator_step*",

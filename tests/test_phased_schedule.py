@@ -1,0 +1,131 @@
+"""The colouriser's phased schedule as a state machine (SPEC S1): each phase ends on its loss
+threshold (reached or equalled) or its step cap, a round ends the loop when G's and D's last
+losses together reach the total threshold, else at max_rounds. The phase steps are replaced by
+stand-ins that report chosen losses, so every boundary is hit exactly; the generator step's own
+report is checked against the target discriminator run directly."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("skimage")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+from training import colorize as C  # noqa: E402
+from training import harness as H  # noqa: E402
+
+TINY = {"base": 4, "depth": 2, "disc_base": 4, "disc_layers": 2}
+
+
+def schedule(tmp_path: Path, g_losses=(), d_losses=(), **phased) -> C.PhasedSchedule:
+    cfg = H.load_config(C.DEFAULTS, None, ["device=cpu", "amp=false", "sample_every=0"])
+    cfg["model"] = dict(TINY)
+    cfg["out"] = str(tmp_path / "run")
+    cfg["phased"].update(phased)
+    torch.manual_seed(0)
+    from pyfill.models import build_model
+
+    s = C.make_schedule(build_model("colorize", cfg["model"]), cfg, H.DistContext())
+    assert isinstance(s, C.PhasedSchedule)
+    g, d = iter(g_losses), iter(d_losses)
+    s.generator_step = lambda l_norm, ab: {"loss_g": next(g)}  # type: ignore[method-assign]
+    s.discriminator_step = lambda l_norm, ab: {"loss_d": next(d)}  # type: ignore[method-assign]
+    return s
+
+
+def rgb() -> torch.Tensor:
+    return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+NEVER = -math.inf  # a loss threshold no loss reaches
+
+
+def test_a_phase_ends_when_its_loss_equals_the_threshold(tmp_path: Path) -> None:
+    s = schedule(tmp_path, g_losses=[0.5], d_losses=[0.25, 0.0], g_loss_threshold=0.5, d_loss_threshold=0.25,
+                 total_threshold=NEVER, g_max_steps=9, d_max_steps=9, max_rounds=5)
+    logs = s.step(rgb())
+    assert logs == {"round": 0.0, "loss_g": 0.5}
+    assert (s.ended, s.phase, s.phase_step) == ({"generator": "threshold"}, "discriminator", 0)
+    s.step(rgb())
+    assert s.ended == {"generator": "threshold", "discriminator": "threshold"}
+    assert (s.round, s.phase, s.phase_step, s.done) == (1, "generator", 0, False)
+
+
+def test_a_phase_ends_at_its_step_cap_when_the_loss_stays_above(tmp_path: Path) -> None:
+    s = schedule(tmp_path, g_losses=[3.0, 2.0], d_losses=[5.0, 4.0, 3.0], g_loss_threshold=NEVER,
+                 d_loss_threshold=NEVER, g_max_steps=2, d_max_steps=3, total_threshold=NEVER, max_rounds=5)
+    s.step(rgb())
+    assert (s.phase, s.phase_step, s.ended) == ("generator", 1, {})
+    s.step(rgb())
+    assert (s.phase, s.phase_step, s.ended) == ("discriminator", 0, {"generator": "cap"})
+    s.step(rgb())
+    s.step(rgb())
+    assert (s.phase, s.phase_step, s.last_d) == ("discriminator", 2, 4.0)
+    s.step(rgb())
+    assert s.ended == {"generator": "cap", "discriminator": "cap"} and (s.round, s.phase) == (1, "generator")
+    assert (s.last_g, s.last_d) == (2.0, 3.0)
+
+
+def test_the_loop_converges_on_the_sum_of_the_last_losses(tmp_path: Path) -> None:
+    # 0.5 + 0.25 = 0.75 equals the total threshold: converged
+    s = schedule(tmp_path, g_losses=[0.5], d_losses=[0.25], g_loss_threshold=1.0, d_loss_threshold=1.0,
+                 total_threshold=0.75, max_rounds=5)
+    s.step(rgb())
+    s.step(rgb())
+    assert (s.done, s.ended["loop"], s.round) == (True, "converged", 1)
+    with pytest.raises(RuntimeError, match=r"^the phased schedule has ended; no more steps$"):
+        s.step(rgb())
+    # the sum, not the difference: 0.75 is above a threshold of 0.5 although 0.5 - 0.25 is not
+    s = schedule(tmp_path, g_losses=[0.5], d_losses=[0.25], g_loss_threshold=1.0, d_loss_threshold=1.0,
+                 total_threshold=0.5, max_rounds=5)
+    s.step(rgb())
+    s.step(rgb())
+    assert (s.done, s.round, s.phase) == (False, 1, "generator") and "loop" not in s.ended
+
+
+def test_the_loop_ends_at_max_rounds(tmp_path: Path) -> None:
+    s = schedule(tmp_path, g_losses=[1.0] * 2, d_losses=[1.0] * 2, g_loss_threshold=2.0, d_loss_threshold=2.0,
+                 total_threshold=NEVER, max_rounds=2)
+    for _ in range(3):
+        s.step(rgb())
+    assert (s.done, s.round) == (False, 1)
+    s.step(rgb())
+    assert (s.done, s.ended["loop"], s.round) == (True, "max_rounds", 2)
+
+
+def test_the_schedule_takes_its_parts_by_keyword(tmp_path: Path) -> None:
+    cfg = H.load_config(C.DEFAULTS, None, ["device=cpu", "amp=false"])
+    cfg["model"] = dict(TINY)
+    from pyfill.models import build_model
+
+    net = build_model("colorize", cfg["model"])
+    opt = {"g": torch.optim.Adam(net.generator.parameters()), "d": torch.optim.Adam(net.discriminator.parameters())}
+    ctx = H.DistContext()
+    s = C.PhasedSchedule(net, g_train=net.generator, d_train=net.discriminator, updater=H.Updater(opt, ctx, cfg),
+                         config=cfg, ctx=ctx)
+    assert (s.round, s.phase, s.g_train, s.opt_d) == (0, "generator", net.generator, opt["d"])
+
+
+def test_the_generator_step_reports_the_target_discriminators_realness_of_real_and_fill(tmp_path: Path) -> None:
+    cfg = H.load_config(C.DEFAULTS, None, ["device=cpu", "amp=false"])
+    cfg["model"] = dict(TINY)
+    torch.manual_seed(0)
+    from pyfill.models import build_model
+
+    s = C.make_schedule(build_model("colorize", cfg["model"]), cfg, H.DistContext())
+    l_norm, ab = C.split_lab(rgb())
+    with torch.no_grad():
+        fill = s.net.generator(l_norm)
+        r1 = torch.sigmoid(s.target_d(l_norm, ab)).mean().item()  # realness: mean patch probability
+        r2 = torch.sigmoid(s.target_d(l_norm, fill)).mean().item()
+    logs = s.generator_step(l_norm, ab)
+    assert logs["r1"] == pytest.approx(r1, abs=1e-6) and logs["r2"] == pytest.approx(r2, abs=1e-6)
+    assert set(logs) == {"loss_g", "r1", "r2"}
