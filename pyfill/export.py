@@ -46,10 +46,11 @@ class ExportError(RuntimeError):
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights .safetensors, manifest .json) for a checkpoint named by either file or its stem."""
+    """(weights .safetensors, manifest .json) for a checkpoint named by either file or its stem;
+    a stem may hold dots (``restore.v2`` -> ``restore.v2.safetensors``, ``restore.v2.json``)."""
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
 def save_checkpoint(module: Any, manifest: Manifest, path: str | Path) -> Path:

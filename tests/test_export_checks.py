@@ -121,3 +121,95 @@ def test_default_profile_rounds_to_the_rules_and_fills_free_axes_of_other_inputs
     fixed = default_tensorrt_profile(manifest(fixed=(96, 160)))
     assert fixed["image"] == {"min": (1, 3, 96, 160), "opt": (1, 3, 96, 160), "max": (8, 3, 96, 160)}
     assert m.tiling.supported is False
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+def test_checkpoint_paths_take_either_file_or_the_stem_and_keep_dotted_names(tmp_path: Path) -> None:
+    from pyfill.export import checkpoint_paths
+
+    pair = (tmp_path / "m.safetensors", tmp_path / "m.json")
+    assert checkpoint_paths(tmp_path / "m") == checkpoint_paths(tmp_path / "m.safetensors") == pair
+    assert checkpoint_paths(str(tmp_path / "m.json")) == pair
+    assert checkpoint_paths(tmp_path / "restore.v2") == (tmp_path / "restore.v2.safetensors", tmp_path / "restore.v2.json")
+    assert checkpoint_paths(tmp_path / "restore.v2.json") == (tmp_path / "restore.v2.safetensors",
+                                                              tmp_path / "restore.v2.json")
+
+
+def test_save_checkpoint_makes_folders_and_tags_the_weights_for_other_readers(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from pyfill.export import load_checkpoint, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+
+    module = build_model("unet", {"base": 4, "depth": 2})
+    path = save_checkpoint(module, make_manifest("unet", {"base": 4, "depth": 2}), tmp_path / "a" / "b" / "unet.v1")
+    assert path == tmp_path / "a" / "b" / "unet.v1.safetensors" and path.with_suffix(".json").is_file()
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == {"format": "pt", "family": "unet"}
+        assert sorted(f.keys()) == sorted(module.state_dict())
+    loaded, manifest = load_checkpoint(path)
+    assert manifest.family == "unet" and not loaded.training
+    for k, v in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_missing_safetensors_names_the_train_extra(monkeypatch, tmp_path: Path) -> None:
+    from pyfill.export import load_checkpoint, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+
+    saved = save_checkpoint(build_model("unet", {"base": 4, "depth": 2}), make_manifest("unet", {"base": 4, "depth": 2}),
+                            tmp_path / "unet")
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(ImportError, match=r"'safetensors\.torch'.*pip install 'pyfill\[train\]'"):
+        save_checkpoint(build_model("unet", {"base": 4, "depth": 2}), make_manifest("unet", {"base": 4, "depth": 2}),
+                        tmp_path / "again")
+    with pytest.raises(ImportError, match=r"'safetensors\.torch'.*pip install 'pyfill\[train\]'"):
+        load_checkpoint(saved)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    from pyfill.export import _check_config_fits
+
+    with pytest.raises(ImportError, match=r"'torch'.*pip install 'pyfill\[train\]'"):
+        _check_config_fits(make_manifest("unet", {"base": 4, "depth": 2}), saved)
+
+
+def test_refused_checkpoints_say_which_file_and_why(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    from pyfill.export import load_checkpoint, save_checkpoint
+    from pyfill.models import build_model, make_manifest
+
+    small = {"base": 4, "depth": 2}
+    module = build_model("unet", small)
+    path = save_checkpoint(module, make_manifest("unet", small), tmp_path / "unet")
+    with pytest.raises(FileNotFoundError, match=rf"^checkpoint weights not found: {tmp_path / 'nope.safetensors'}$"):
+        load_checkpoint(tmp_path / "nope")
+    # a manifest whose config cannot build the model
+    meta = json.loads(path.with_suffix(".json").read_text())
+    bad = tmp_path / "bad"
+    (tmp_path / "bad.safetensors").write_bytes(path.read_bytes())
+    (tmp_path / "bad.json").write_text(json.dumps({**meta, "config": {**meta["config"], "base": -3}}))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'bad.json'}: config .* does not build a 'unet' model \("):
+        load_checkpoint(bad)
+    # a config describing more weights than the file holds: the figure is the config's float32 bytes
+    big = {**meta["config"], "base": 8}
+    (tmp_path / "big.safetensors").write_bytes(path.read_bytes())
+    (tmp_path / "big.json").write_text(json.dumps({**meta, "config": big}))
+    need = sum(v.numel() * 4 for v in build_model("unet", big).state_dict().values())
+    have = path.stat().st_size
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'big.safetensors'}: the 'unet' config in big\.json describes "
+                                         rf"{need:,} bytes of weights but the file holds {have:,}$"):
+        load_checkpoint(tmp_path / "big")
+    # weights with one tensor more than the model has: the strict load refuses them
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    save_file({**state, "extra.weight": torch.zeros(3)}, str(tmp_path / "extra.safetensors"))
+    (tmp_path / "extra.json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'extra.safetensors'}: weights do not match the 'unet' config "
+                                         rf"in .*extra\.json: [\s\S]*extra\.weight"):
+        load_checkpoint(tmp_path / "extra")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"not json")
+    (tmp_path / "junk.json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'junk.safetensors'}: not a readable safetensors file \("):
+        load_checkpoint(tmp_path / "junk")

@@ -98,8 +98,17 @@ GROUPS: dict[str, Group] = {
                        "tests/test_tensorrt.py")),
     "swap": Group(("pyfill/tasks/swap.py",), ("tests/test_swap.py",)),
     "edit": Group(("pyfill/tasks/edit.py",), ("tests/test_edit.py",)),
-    "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py"),
-                    "test_tensorrt or test_export_static or manifest or checkpoint or operators or allowlist or bad_model"),
+    "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py",
+                                            "tests/test_export_checks.py"),
+                    "test_tensorrt or test_export_static or test_export_checks or manifest or checkpoint or operators or allowlist or bad_model"),
+    # the export run was stopped after 669 of 1004 mutants; these functions had not run (or changed since)
+    "export_rest": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py",
+                                                 "tests/test_export_static.py", "tests/test_export_checks.py"),
+                         "test_tensorrt or test_export_static or test_export_checks or manifest or checkpoint or "
+                         "operators or allowlist or bad_model",
+                         ("pyfill.export.x_example_inputs*", "pyfill.export.x_export_onnx*", "pyfill.export.x__unique_temp*",
+                          "pyfill.export.x__compare_with_torch*", "pyfill.export.x_static_export_size*",
+                          "pyfill.export.x__dynamic_checks*", "pyfill.export.x_default_tensorrt_profile*")),
 }
 
 RUNNER = textwrap.dedent("""\
@@ -190,7 +199,8 @@ PYTEST_RUNNER = textwrap.dedent("""\
     """)
 
 
-def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: list[str] | None = None) -> dict[str, object]:
+def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: list[str] | None = None,
+            only: list[str] | None = None) -> dict[str, object]:
     """Run the checkout's current tests against each mutant that survived the last run of
     ``group``: the mutant is written into the scratch copy's source (``mutmut apply``), the
     group's tests run there, the source is restored. Returns the survivors now killed and those
@@ -203,7 +213,8 @@ def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: lis
         meta = folder / "mutants" / f"{file}.meta"
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
         alive += [k for k, v in codes.items() if status_by_exit_code[v] == "survived"
-                  and (not group.mutants or any(_matches(k, g) for g in group.mutants))]
+                  and (not group.mutants or any(_matches(k, g) for g in group.mutants))
+                  and (not only or any(_matches(k, g) for g in only))]
     shutil.rmtree(folder / "tests")
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "run_pytest.py").write_text(PYTEST_RUNNER)
@@ -237,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
     parser.add_argument("--recheck", action="store_true",
                         help="run the current tests against the survivors of the last run of each group (after triage)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="with --recheck: only the survivors whose names match these globs (e.g. the functions "
+                             "that did not change since the run)")
     parser.add_argument("--recheck-tests", nargs="*", default=None,
                         help="with --recheck: only these test files (the new ones; the group's other tests were "
                              "already run against every survivor)")
@@ -254,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.groups or list(GROUPS):
         group = GROUPS[name]
         if args.recheck:
-            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env, args.recheck_tests)
+            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env, args.recheck_tests, args.only)
             out.write_text(json.dumps(scores, indent=2))
             r = scores[name]["recheck"]
             print(name, f"rechecked {r['rechecked']}: killed now {len(r['killed_now'])}, still alive "
