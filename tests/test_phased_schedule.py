@@ -129,3 +129,35 @@ def test_the_generator_step_reports_the_target_discriminators_realness_of_real_a
     logs = s.generator_step(l_norm, ab)
     assert logs["r1"] == pytest.approx(r1, abs=1e-6) and logs["r2"] == pytest.approx(r2, abs=1e-6)
     assert set(logs) == {"loss_g", "r1", "r2"}
+
+
+def test_a_new_schedule_trains_g_against_a_frozen_copy_of_d_and_has_no_losses_yet(tmp_path: Path) -> None:
+    s = schedule(tmp_path)
+    assert all(not p.requires_grad for p in s.target_d.parameters())
+    assert all(not p.requires_grad for p in s.net.discriminator.parameters())
+    assert all(p.requires_grad for p in s.net.generator.parameters())
+    state = s.state_dict()
+    assert state["last_g"] is None and state["last_d"] is None and state["ended"] == {}
+
+
+@pytest.mark.parametrize("key", ["g_max_steps", "d_max_steps", "max_rounds"])
+def test_every_step_cap_must_be_at_least_one(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match=rf"^phased\.{key} must be >= 1 \(every condition has a step cap\)$"):
+        schedule(tmp_path, **{key: 0})
+
+
+def test_the_bce_generation_loss_is_the_sum_of_both_terms(tmp_path: Path) -> None:
+    s = schedule(tmp_path, gen_loss="bce")
+    r1, r2 = torch.tensor([[0.9], [0.6]]), torch.tensor([[0.2], [0.5]])
+    want = -torch.log(r1).mean() - torch.log(r2).mean()  # both pushed towards "real"
+    assert s.generation_loss(r1, r2).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_split_lab_matches_scikit_image_lab_scaled_to_the_generators_range() -> None:
+    from skimage.color import rgb2lab
+
+    x = rgb()
+    l_norm, ab = C.split_lab(x)
+    lab = rgb2lab(x.permute(0, 2, 3, 1).numpy().astype("float64"))
+    assert torch.allclose(l_norm[:, 0], torch.from_numpy(lab[..., 0] / 50.0 - 1.0).float(), atol=2e-3)
+    assert torch.allclose(ab.permute(0, 2, 3, 1), torch.from_numpy(lab[..., 1:] / 110.0).float(), atol=2e-3)
