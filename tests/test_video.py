@@ -420,6 +420,27 @@ def test_bad_inputs_get_clear_errors(clip, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("o.mp4")) and not list(tmp_path.glob(".*partial*"))
 
 
+def test_codec_threads_are_set_and_change_nothing_in_the_output(lossless_clip, tmp_path: Path) -> None:
+    from pyfill.video.reader import VideoReader
+    from pyfill.video.writer import VideoWriter
+
+    src, frames = lossless_clip
+    with VideoReader(src, threads=1) as reader:
+        assert reader.stream.codec_context.thread_count == 1
+    writer = VideoWriter(tmp_path / "w.mkv", codec="ffv1", threads=1)
+    assert writer.threads == 1
+    writer.close()
+    for bad in (lambda: VideoReader(src, threads=-1), lambda: VideoWriter(tmp_path / "x.mkv", threads=-2)):
+        with pytest.raises(ValueError, match=r"^threads must be >= 0 \(0: (FFmpeg's|the encoder's) choice\), got -[12]$"):
+            bad()
+    one = process(src, tmp_path / "one.mkv", identity, codec="ffv1", pix_fmt="bgr0", codec_threads=1)
+    auto = process(src, tmp_path / "auto.mkv", identity, codec="ffv1", pix_fmt="bgr0")
+    assert one.frames_out == auto.frames_out == len(frames)
+    got_one, _ = decode_all(tmp_path / "one.mkv")
+    got_auto, _ = decode_all(tmp_path / "auto.mkv")
+    assert all(np.array_equal(a, b) and np.array_equal(a, f) for a, b, f in zip(got_one, got_auto, frames))
+
+
 # ---- live sources: dropping late frames -----------------------------------------------------
 def test_drop_late_drops_counts_and_keeps_order(clip, tmp_path: Path) -> None:
     import time

@@ -362,7 +362,8 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             smooth: bool | None = None,
             drop_late: bool | None = None, queue_size: int = 8, progress: bool | None = None,
             fps: float | None = None, input_format: str | None = None,
-            input_options: dict[str, str] | None = None, task_options: dict[str, Any] | None = None) -> Report:
+            input_options: dict[str, str] | None = None, task_options: dict[str, Any] | None = None,
+            codec_threads: int | None = None) -> Report:
     """Decode ``src``, run ``task_or_callable`` on its frames and encode the results to ``dst``,
     with decoding, inference and encoding in three threads.
 
@@ -388,6 +389,8 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             ``{"tile": 512}`` for ``restore``. ``restore`` runs frames of up to 1920 x 1080
             whole (``tile=0``) unless told otherwise: video frames fit in memory, and tiles
             cost 2-4x more compute (overlaps) for results within one grey level.
+        codec_threads: threads for each of the decoder and the encoder (default: FFmpeg's
+            choice, one per core each).
 
     Returns:
         A :class:`Report`.
@@ -403,7 +406,8 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
         raise ValueError(f"batch must be >= 1, got {batch}")
     if Path(str(src)).resolve() == Path(str(dst)).resolve():
         raise ValueError(f"the output {dst} would overwrite the input")
-    reader = VideoReader(src, fps=fps, format=input_format, options=input_options)
+    threads = 0 if codec_threads is None else codec_threads
+    reader = VideoReader(src, fps=fps, format=input_format, options=input_options, threads=threads)
     info = reader.info
     options = dict(task_options or {})
     if task_or_callable == "restore" and info.width * info.height <= WHOLE_FRAME_PIXELS:
@@ -415,7 +419,7 @@ def process(src: str | Path, dst: str | Path, task_or_callable: Any, *, batch: i
             fn = as_frame_fn(task_or_callable, **options)
         writer = VideoWriter(dst, codec=codec, crf=crf, pix_fmt=pix_fmt, preset=preset, options=encoder_options,
                              rate=info.rate, time_base=info.time_base, colour=info.colour,
-                             copy_streams=reader.copied)
+                             copy_streams=reader.copied, threads=threads)
     except BaseException:
         reader.close()
         raise

@@ -119,6 +119,7 @@ class VideoReader:
         options: FFmpeg demuxer options, e.g. ``{"rtsp_transport": "tcp"}`` or
             ``{"video_size": "1280x720"}`` for a webcam.
         timeout: seconds to wait when opening and reading network streams.
+        threads: decoder threads (0, the default: FFmpeg's choice, one per core).
 
     Raises:
         FileNotFoundError: the file, device or images do not exist.
@@ -126,8 +127,10 @@ class VideoReader:
     """
 
     def __init__(self, src: str | Path, *, fps: float | None = None, format: str | None = None,
-                 options: dict[str, str] | None = None, timeout: float | None = 10.0) -> None:
+                 options: dict[str, str] | None = None, timeout: float | None = 10.0, threads: int = 0) -> None:
         av = _av()
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: FFmpeg's choice), got {threads}")
         self.src = str(src)
         self.kind = "device" if format in CAPTURE_FORMATS else source_kind(self.src)
         _check_exists(self.src, self.kind)
@@ -146,6 +149,8 @@ class VideoReader:
             raise ValueError(f"{self.src}: has no video stream")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        if threads:
+            self.stream.codec_context.thread_count = threads
         self.copied = [s for s in self.container.streams if s.type in COPIED_KINDS]
         self.corrupt = 0
         self.errors: list[str] = []

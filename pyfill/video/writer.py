@@ -78,6 +78,7 @@ class VideoWriter:
             source (FFmpeg enum values); RGB is converted to YUV with that matrix and range and
             the stream is tagged with them.
         copy_streams: input audio/subtitle streams whose packets :meth:`copy` will receive.
+        threads: encoder threads (0, the default: the encoder's choice, about one per core).
 
     A video file is written to a hidden temporary name beside ``dst`` and renamed to ``dst`` by
     :meth:`close`, so ``dst`` only ever holds a finished, playable file.
@@ -87,8 +88,12 @@ class VideoWriter:
                  pix_fmt: str | None = None, preset: str | None = None,
                  options: dict[str, str] | None = None, rate: Fraction | float | None = None,
                  time_base: Fraction | None = None, rotation: int = 0,
-                 colour: dict[str, int] | None = None, copy_streams: tuple[Any, ...] | list[Any] = ()) -> None:
+                 colour: dict[str, int] | None = None, copy_streams: tuple[Any, ...] | list[Any] = (),
+                 threads: int = 0) -> None:
         av = _av()
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: the encoder's choice), got {threads}")
+        self.threads = threads
         self.dst = Path(dst)
         self.sequence = bool(SEQUENCE_PATTERN.search(self.dst.name))
         self.codec = codec or default_codec(self.dst)
@@ -144,6 +149,8 @@ class VideoWriter:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         stream.thread_type = "AUTO"
+        if self.threads:
+            stream.codec_context.thread_count = self.threads
         if not self._is_rgb():
             for key, value in self.colour.items():
                 setattr(stream.codec_context, key, value)
