@@ -196,6 +196,32 @@ PYTEST_RUNNER = textwrap.dedent("""\
     """)
 
 
+def apply_mutant(folder: Path, file: str, key: str) -> None:
+    """Write mutant ``key`` into ``folder/file``: the function it mutates, or the method in its
+    own class. (``mutmut apply`` 3.8.1 replaces the first function of that name in the file, so a
+    mutant of ``PhasedSchedule.step`` landed in ``Schedule.step``.)"""
+    import ast
+
+    mangled = key.rsplit(".", 1)[-1]
+    base = mangled.rsplit("__mutmut_", 1)[0]
+    cls, func = (base.split("ǁ")[1], base.split("ǁ")[2]) if base.startswith("xǁ") else (None, base[2:])
+    mutant_text = (folder / "mutants" / file).read_text()
+    node = next(n for n in ast.walk(ast.parse(mutant_text)) if isinstance(n, ast.FunctionDef) and n.name == mangled)
+    lines = mutant_text.splitlines()[node.lineno - 1:node.end_lineno]
+    body = textwrap.dedent("\n".join(lines)).replace(f"def {mangled}(", f"def {func}(", 1)
+    source = folder / file
+    text = source.read_text()
+    tree = ast.parse(text)
+    scope = tree.body
+    if cls is not None:
+        scope = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls).body
+    target = next(n for n in scope if isinstance(n, ast.FunctionDef) and n.name == func)
+    src_lines = text.splitlines()
+    indent = " " * target.col_offset
+    new = [indent + line if line else line for line in body.splitlines()]
+    source.write_text("\n".join(src_lines[:target.lineno - 1] + new + src_lines[target.end_lineno:]) + "\n")
+
+
 def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: list[str] | None = None,
             only: list[str] | None = None) -> dict[str, object]:
     """Run the checkout's current tests against each mutant that survived the last run of
@@ -227,7 +253,7 @@ def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: lis
     for mutant in alive:
         for file in group.files:
             shutil.copy2(ROOT / file, folder / file)
-        subprocess.run([sys.executable, "run_mutmut.py", "apply", mutant], cwd=folder, capture_output=True, check=True)
+        apply_mutant(folder, next(f for f in group.files if mutant.startswith(f[:-3].replace("/", ".") + ".")), mutant)
         result = subprocess.run(["nice", "-n", "10", sys.executable, "run_pytest.py", *args], cwd=folder, env=env,
                                 capture_output=True, text=True)
         (killed if result.returncode != 0 else survived).append(mutant)
