@@ -90,7 +90,7 @@ GROUPS: dict[str, Group] = {
     "engine": Group(("pyfill/engine/engine.py", "pyfill/engine/inputs.py", "pyfill/engine/files.py",
                      "pyfill/engine/selection.py"),
                     ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_precision.py",
-                     "tests/test_engine_fastpath.py")),
+                     "tests/test_engine_fastpath.py", "tests/test_engine_inputs.py")),
     "backends": Group(("pyfill/engine/backends.py",),
                       ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_engine.py",
                        "tests/test_throughput.py", "tests/test_engine_fastpath.py", "tests/test_precision.py",

@@ -1,0 +1,107 @@
+"""The Engine's per-item converters for non-image inputs (``pyfill.engine.inputs``) and its point
+mapping, against hand-computed values: dtypes, shapes, the messages of refusals (each names the
+input), and how landmarks and boxes reach a coordinate mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyfill.engine import inputs as I
+from pyfill.engine.engine import Engine
+from pyfill.manifest import TensorSpec
+
+
+def spec(kind: str, **kw) -> TensorSpec:
+    return TensorSpec("x", kind=kind, **kw)
+
+
+def test_numbers_of_any_integer_or_float_dtype_are_taken_and_others_refused() -> None:
+    for dtype in (np.uint8, np.int16, np.int64, np.float16, np.float64):
+        got = I.tensor(spec("tensor", shape=[2, 3]), np.ones((2, 3), dtype), "latent")
+        assert got.dtype == np.float32 and np.array_equal(got, np.ones((2, 3), np.float32))
+    for bad, dtype in ((np.ones((2, 3), bool), "bool"), (np.ones((2, 3), complex), "complex128"),
+                       (np.array([["a"] * 3] * 2), "<U1"), (np.array([[None] * 3] * 2), "object")):
+        with pytest.raises(TypeError, match=rf"^latent: expected numbers, got dtype {dtype}$"):
+            I.tensor(spec("tensor", shape=[2, 3]), bad, "latent")
+
+
+def test_torch_tensors_are_read_on_the_cpu() -> None:
+    torch = pytest.importorskip("torch")
+    t = torch.arange(6, dtype=torch.float64, requires_grad=True).reshape(2, 3)
+    got = I.tensor(spec("tensor", shape=[2, None]), t, "latent")
+    assert got.dtype == np.float32 and np.array_equal(got, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert np.array_equal(I.points(spec("landmarks"), torch.ones(5, 2), "lm"), np.ones((5, 2), np.float32))
+
+
+def test_tensors_keep_their_declared_shape_and_values() -> None:
+    x = np.random.default_rng(0).normal(size=(14, 512))
+    got = I.tensor(spec("tensor", shape=[None, 512]), x, "w_plus")
+    assert got.dtype == np.float32 and np.array_equal(got, x.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^w_plus: expected shape \(any, 512\), got \(14, 511\)$"):
+        I.tensor(spec("tensor", shape=[None, 512]), x[:, :511], "w_plus")
+    with pytest.raises(ValueError, match=r"^w_plus: contains NaN or infinite values$"):
+        I.tensor(spec("tensor", shape=[None, 512]), np.where(x > 2, np.inf, x), "w_plus")
+
+
+def test_landmarks_are_k_by_2_and_boxes_4_or_5_wide() -> None:
+    lm = np.arange(10, dtype=np.int32).reshape(5, 2)
+    got = I.points(spec("landmarks"), lm, "landmarks")
+    assert got.dtype == np.float32 and np.array_equal(got, lm.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^landmarks: expected shape \(any, 2\), got \(5, 3\)$"):
+        I.points(spec("landmarks"), np.zeros((5, 3)), "landmarks")
+    with pytest.raises(ValueError, match=r"^landmarks: expected shape \(68, 2\), got \(67, 2\)$"):
+        I.points(spec("landmarks", shape=[68, 2]), np.zeros((67, 2)), "landmarks")
+    for width in (4, 5):
+        boxes = np.arange(3 * width, dtype=np.float64).reshape(3, width)
+        assert np.array_equal(I.points(spec("boxes"), boxes, "boxes"), boxes.astype(np.float32))
+    with pytest.raises(ValueError, match=r"^boxes: expected shape \(any, 4\), got \(3, 6\)$"):
+        I.points(spec("boxes"), np.zeros((3, 6)), "boxes")
+    with pytest.raises(ValueError, match=r"^boxes: expected shape \(any, 4\), got \(4,\)$"):
+        I.points(spec("boxes"), np.zeros(4), "boxes")
+    with pytest.raises(ValueError, match=r"^boxes: expected shape \(any, 4\), got \(1, 3, 4\)$"):
+        I.points(spec("boxes"), np.zeros((1, 3, 4)), "boxes")
+    with pytest.raises(ValueError, match=r"^boxes: contains NaN or infinite values$"):
+        I.points(spec("boxes"), np.array([[0, 0, np.nan, 1]]), "boxes")
+    with pytest.raises(ValueError, match=r"^boxes: empty input of shape \(0, 4\)$"):
+        I.points(spec("boxes"), np.zeros((0, 4)), "boxes")
+
+
+def test_points_reach_the_mapping_as_coordinate_rows_and_scores_stay() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def shift(a: np.ndarray) -> np.ndarray:  # adds the column index: shows which column went where
+        seen.append(a.shape)
+        return a + np.arange(a.shape[-1], dtype=a.dtype)
+
+    lm = np.zeros((2, 3, 2), np.float32)  # (batch, K, 2)
+    got = Engine._map_points(spec("landmarks"), lm, shift)
+    assert seen[-1] == (2, 6) and np.array_equal(got, np.broadcast_to(np.arange(6).reshape(3, 2), (2, 3, 2)))
+    boxes = np.zeros((2, 3, 5), np.float32)
+    boxes[..., 4] = 0.75  # scores
+    got = Engine._map_points(spec("boxes"), boxes, shift)
+    assert seen[-1] == (2, 3, 4)
+    assert np.array_equal(got[..., :4], np.broadcast_to(np.arange(4), (2, 3, 4))) and np.all(got[..., 4] == 0.75)
+    four = np.zeros((2, 3, 4), np.float32)
+    got = Engine._map_points(spec("boxes"), four, shift)
+    assert seen[-1] == (2, 3, 4) and np.array_equal(got, np.broadcast_to(np.arange(4), (2, 3, 4)))
+    # a landmarks input whose last axis happens to be 5 wide is still mapped whole
+    five = np.zeros((1, 5, 2), np.float32)
+    assert np.array_equal(Engine._map_points(spec("landmarks"), five, shift)[0], np.arange(10).reshape(5, 2))
+
+
+def test_vectors_tokens_and_omitted_inputs() -> None:
+    v = I.vector(spec("embedding", length=4), [[1, 2], [3, 4]], "identity")
+    assert v.dtype == np.float32 and v.tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"^identity: expected a embedding of length 4, got 3 values$"):
+        I.vector(spec("embedding", length=4), [1, 2, 3], "identity")
+    t = I.tokens(spec("tokens", shape=[None]), np.array([3, 1, 2], np.int32), "text")
+    assert t.dtype == np.int64 and t.tolist() == [3, 1, 2]
+    with pytest.raises(TypeError, match=r"^text: token ids are integers, got float64$"):
+        I.tokens(spec("tokens", shape=[None]), np.array([1.0]), "text")
+    assert I.zeros(spec("tokens", shape=[None])).dtype == np.int64
+    assert I.zeros(spec("tensor", shape=[None, 3])).shape == (1, 3)
+    assert I.zeros(spec("vector", length=5)).tolist() == [0.0] * 5
+    with pytest.raises(ValueError, match=r"^photo: image inputs are spatial$"):
+        I.convert(spec("image"), np.zeros((4, 4, 3)), "photo")
+    assert I.convert(spec("boxes"), np.ones((1, 4)), "b").shape == (1, 4)
