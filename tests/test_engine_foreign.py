@@ -1,0 +1,95 @@
+"""Other projects' ONNX models (no pyfill manifest) on the Engine, without torch: the manifest the
+Engine derives from the graph's declared shapes (layout, channels, fixed sizes), the upscale it
+probes, and the refusals of graphs it cannot run. Models are built with ``onnx``'s helper; the
+expected outputs are NumPy's ``repeat`` of the input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyfill.engine import Engine
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def resize_model(path: Path, in_shape: list, out_shape: list, scales: list[float], extra_input: bool = False) -> Path:
+    """A nearest-neighbour Resize by ``scales`` (one per axis of the declared input)."""
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)]
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")]
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("bias", TensorProto.FLOAT, [1]))
+        nodes = [helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="nearest"),
+                 helper.make_node("Add", ["r", "bias"], ["y"])]
+    graph = helper.make_graph(nodes, "resize", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+                              [numpy_helper.from_array(np.array(scales, np.float32), "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def picture(h: int, w: int, c: int = 3) -> np.ndarray:
+    return np.random.default_rng(h * w + c).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+def test_an_nhwc_model_reads_channels_and_size_from_the_last_axes(tmp_path: Path) -> None:
+    path = resize_model(tmp_path / "nhwc.onnx", ["n", "h", "w", 3], ["n", "h2", "w2", 3], [1, 2, 2, 1])
+    engine = Engine(path, backend="onnxruntime", layout="NHWC")
+    spec = engine.manifest.inputs[0]
+    assert (spec.channels, spec.colour_space, engine.manifest.size.fixed) == (3, "rgb", None)
+    assert engine.manifest.config["layout"] == "NHWC" and engine.info["output_scale"] == 2
+    x = picture(10, 14)
+    assert np.array_equal(engine(x), np.repeat(np.repeat(x, 2, axis=0), 2, axis=1))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_a_fixed_non_square_model_is_fixed_at_height_by_width_and_its_scale_probed_there(tmp_path: Path,
+                                                                                          layout: str) -> None:
+    if layout == "NCHW":
+        shape_in, shape_out, scales = [1, 3, 24, 32], [1, 3, 48, 64], [1, 1, 2, 2]
+    else:
+        shape_in, shape_out, scales = [1, 24, 32, 3], [1, 48, 64, 3], [1, 2, 2, 1]
+    engine = Engine(resize_model(tmp_path / "fixed.onnx", shape_in, shape_out, scales), backend="onnxruntime",
+                    layout=layout)
+    assert engine.manifest.size.fixed == (24, 32) and engine.manifest.size.resize == "stretch"
+    assert engine.info["output_scale"] == 2
+    x = picture(24, 32)
+    assert np.array_equal(engine(x), np.repeat(np.repeat(x, 2, axis=0), 2, axis=1))
+
+
+def test_a_gray_model_declares_one_gray_channel(tmp_path: Path) -> None:
+    engine = Engine(resize_model(tmp_path / "gray.onnx", ["n", 1, "h", "w"], ["n", 1, "h", "w"], [1, 1, 1, 1]),
+                    backend="onnxruntime")
+    assert [(s.channels, s.colour_space) for s in engine.manifest.inputs + engine.manifest.outputs] == [(1, "gray")] * 2
+    assert engine.info["output_scale"] == 1
+
+
+def test_graphs_the_engine_cannot_run_without_a_manifest_are_refused(tmp_path: Path) -> None:
+    two = resize_model(tmp_path / "two.onnx", ["n", 3, "h", "w"], ["n", 3, "h", "w"], [1, 1, 1, 1], extra_input=True)
+    with pytest.raises(ValueError, match=r"two\.onnx: a model without a pyfill manifest must have one image input; "
+                                         r"it has 2$"):
+        Engine(two, backend="onnxruntime")
+    flat = resize_model(tmp_path / "flat.onnx", ["h", "w", 3], ["h", "w", 3], [1, 1, 1])
+    with pytest.raises(ValueError, match=r"flat\.onnx: expected a 4-D image input, got shape \['h', 'w', 3\]$"):
+        Engine(flat, backend="onnxruntime")
+    uneven = resize_model(tmp_path / "uneven.onnx", ["n", 3, "h", "w"], ["n", 3, "h2", "w2"], [1, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"uneven\.onnx: output shape \(1, 3, 128, 192\) is not an integer upscale "
+                                         r"of \(1, 3, 64, 64\)$"):
+        Engine(uneven, backend="onnxruntime")
+    down = resize_model(tmp_path / "down.onnx", ["n", 3, "h", "w"], ["n", 3, "h2", "w2"], [1, 1, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"down\.onnx: output shape \(1, 3, 32, 32\) is not an integer upscale"):
+        Engine(down, backend="onnxruntime")
+    # a scale given by the caller is taken without a probe
+    assert Engine(uneven, backend="onnxruntime", scale=2).info["output_scale"] == 2
+
+
+def test_from_pretrained_takes_names_and_passes_options_on() -> None:
+    engine = Engine.from_pretrained("restore", tile=0, backend="onnxruntime")
+    assert engine.tile == 0 and engine.info["backend"] == "onnxruntime"
+    with pytest.raises(ValueError, match=r"^from_pretrained takes a model name, not a file \('restore\.onnx'\); use "
+                                         r"Engine\('restore\.onnx'\)$"):
+        Engine.from_pretrained("restore.onnx")
