@@ -101,7 +101,25 @@ def test_vectors_tokens_and_omitted_inputs() -> None:
         I.tokens(spec("tokens", shape=[None]), np.array([1.0]), "text")
     assert I.zeros(spec("tokens", shape=[None])).dtype == np.int64
     assert I.zeros(spec("tensor", shape=[None, 3])).shape == (1, 3)
-    assert I.zeros(spec("vector", length=5)).tolist() == [0.0] * 5
+    assert I.zeros(spec("tensor", shape=[None, 3])).dtype == np.float32
+    assert I.zeros(spec("vector", length=5)).tolist() == [0.0] * 5 and I.zeros(spec("vector", length=5)).dtype == np.float32
     with pytest.raises(ValueError, match=r"^photo: image inputs are spatial$"):
         I.convert(spec("image"), np.zeros((4, 4, 3)), "photo")
     assert I.convert(spec("boxes"), np.ones((1, 4)), "b").shape == (1, 4)
+
+
+def test_call_arguments_are_checked_by_name(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    from test_engine_default_install import conv_manifest, conv_model
+
+    engine = Engine(conv_model(tmp_path / "conv.onnx", conv_manifest()), backend="onnxruntime")
+    x = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"^input 'image' given both positionally and by name$"):
+        engine(x, image=x)
+    with pytest.raises(TypeError, match=r"^unknown inputs \['bogus', 'extra'\]; this model takes \['image'\]$"):
+        engine(x, extra=1, bogus=2)
+    with pytest.raises(TypeError, match=r"^no inputs given; this model takes \['image'\]$"):
+        engine()
+    with pytest.raises(ValueError, match=r"^image: empty batch$"):
+        engine([])
+    assert engine(image=x).shape == (8, 8, 3) and len(engine([x, x])) == 2
