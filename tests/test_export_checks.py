@@ -213,3 +213,44 @@ def test_refused_checkpoints_say_which_file_and_why(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text(path.with_suffix(".json").read_text())
     with pytest.raises(ValueError, match=rf"^{tmp_path / 'junk.safetensors'}: not a readable safetensors file \("):
         load_checkpoint(tmp_path / "junk")
+
+
+def test_example_inputs_are_reproducible_and_draw_every_class() -> None:
+    from pyfill.export import example_inputs
+
+    m = Manifest(task="generate", family="probe", config={},
+                 inputs=[TensorSpec("labels", kind="labels", classes=4, colour_space="none"), TensorSpec("image")],
+                 outputs=[TensorSpec("out")], size=SizeRequirements(multiple_of=16, min_size=40))
+    a, b = example_inputs(m, batch=2), example_inputs(m, batch=2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert a["image"].shape == (2, 3, 48, 48)  # 32 rounded to the rules: at least 40, a multiple of 16
+    onehot = a["labels"]
+    assert onehot.shape == (2, 4, 48, 48) and np.all(onehot.sum(axis=1) == 1)
+    assert set(np.unique(onehot.argmax(axis=1))) == {0, 1, 2, 3}
+    assert not np.array_equal(example_inputs(m, seed=1)["image"], example_inputs(m, seed=0)["image"])
+
+
+def test_static_sizes_follow_the_fixed_size_or_round_the_given_one() -> None:
+    from pyfill.export import static_export_size
+
+    assert static_export_size(manifest(fixed=(96, 160))) == (96, 160)
+    assert static_export_size(manifest(multiple_of=8), (1, 1)) == (8, 8)
+    assert static_export_size(manifest(multiple_of=8), (100, 30)) == (104, 32)
+    for bad in ((0, 5), (5, 0)):
+        with pytest.raises(ValueError, match=rf"^static_size must be positive, got \({bad[0]}, {bad[1]}\)$"):
+            static_export_size(manifest(), bad)
+
+
+def test_default_profile_of_a_tiling_model_reaches_1024_rounded_up() -> None:
+    from pyfill.manifest import Tiling
+
+    m = manifest(multiple_of=24)
+    m.tiling = Tiling(supported=True, tile=256, overlap=16)
+    prof = default_tensorrt_profile(m)["image"]
+    # 64 -> 72, 512 -> 528, 1024 -> 1032 (multiples of 24)
+    assert prof == {"min": (1, 3, 72, 72), "opt": (1, 3, 528, 528), "max": (8, 3, 1032, 1032)}
+    one = default_tensorrt_profile(manifest(multiple_of=1))["image"]
+    assert one == {"min": (1, 3, 64, 64), "opt": (1, 3, 512, 512), "max": (8, 3, 2048, 2048)}
+    tiled_one = manifest(multiple_of=1)
+    tiled_one.tiling = Tiling(supported=True, tile=256, overlap=16)
+    assert default_tensorrt_profile(tiled_one)["image"]["max"] == (8, 3, 1024, 1024)
