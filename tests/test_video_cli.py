@@ -28,7 +28,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_video_command_restores_a_clip(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out.mkv"
-    assert run(["video", str(clip), "-o", str(out), "--task", "restore", "--batch", "3", "--crf", "20"]) == 0
+    assert run(["video", str(clip), "-o", str(out), "--task", "restore", "--batch", "3", "--crf", "20",
+                "--codec-threads", "1"]) == 0
     printed = capsys.readouterr()
     assert "12/12 frames" in printed.out and printed.err == ""
     with av.open(str(out)) as c:
@@ -47,6 +48,9 @@ def test_video_command_errors_are_one_line(clip: Path, tmp_path: Path, capsys: p
     assert "not a video" in err and "Traceback" not in err
     assert run(["video", str(clip), "-o", str(tmp_path / "o.mp4"), "--task", "restore", "--codec", "nonesuch"]) == 1
     assert "codec 'nonesuch' is not available" in capsys.readouterr().err
+    assert run(["video", str(clip), "-o", str(tmp_path / "o.mp4"), "--task", "restore", "--codec-threads", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "threads must be >= 0" in err and "Traceback" not in err
     with pytest.raises(SystemExit, match="2"):
         run(["video", str(clip), "-o", str(tmp_path / "o.mp4"), "--task", "sharpen"])
     assert "invalid choice: 'sharpen'" in capsys.readouterr().err

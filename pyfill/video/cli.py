@@ -32,12 +32,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--tile", type=int, help="restore: tile size in pixels (0: whole frames; default: "
                    "whole frames up to 1920 x 1080, the model's advice above)")
     p.add_argument("--batch", type=int, help="frames per model call (default: about one megapixel, "
-                   "4 at 640 x 360, 1 at 1280 x 720 and above)")
+                   "4 at 640 x 360, 2 at 1280 x 720 and above)")
     p.add_argument("--codec", help="encoder: libx264 (default for mp4/mkv/mov), libvpx-vp9 (webm), "
                    "ffv1 (lossless), ...")
     p.add_argument("--crf", type=int, help="quality, lower is better (libx264 default 18, vp9 32)")
     p.add_argument("--pix-fmt", help="pixel format (default yuv420p; bgr0 for ffv1)")
     p.add_argument("--preset", help="encoder preset (libx264: ultrafast ... veryslow; default veryfast)")
+    p.add_argument("--codec-threads", type=int, metavar="N",
+                   help="threads for each of the decoder and the encoder (default: FFmpeg's choice)")
     p.add_argument("--fps", type=float, help="frame rate of an image sequence input (default 25)")
     p.add_argument("--no-smooth", action="store_true", help="no temporal chroma smoothing (on by default for colorize)")
     p.add_argument("--drop-late", action="store_true",
@@ -82,7 +84,7 @@ def run_video(args: argparse.Namespace) -> int:
             codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, preset=args.preset,
             smooth=False if args.no_smooth else None, drop_late=True if args.drop_late else None,
             progress=args.progress, fps=args.fps, input_format=args.input_format,
-            task_options=_task_options(args))
+            task_options=_task_options(args), codec_threads=args.codec_threads)
     except VideoInterrupted as exc:
         print(f"pyfill video: {exc}", file=sys.stderr)
         return 130
