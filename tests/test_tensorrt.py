@@ -208,6 +208,7 @@ def fake_trt(version: str = "10.13.0", weak: bool = True) -> SimpleNamespace:
         def __init__(self, network, logger):
             self.network = network
             self.num_errors = 0
+            network.parser_logger = logger
 
         def parse_from_file(self, path):
             import onnx
@@ -222,7 +223,7 @@ def fake_trt(version: str = "10.13.0", weak: bool = True) -> SimpleNamespace:
             self.flags, self.profiles, self.timing_in = [], [], None
 
         def set_memory_pool_limit(self, pool, size):
-            self.workspace = size
+            self.pool, self.workspace = pool, size
 
         def set_flag(self, flag):
             self.flags.append(flag)
@@ -232,7 +233,7 @@ def fake_trt(version: str = "10.13.0", weak: bool = True) -> SimpleNamespace:
             return SimpleNamespace(serialize=lambda: b"timings:" + data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
-            self.timing = cache
+            self.timing, self.ignore_mismatch = cache, ignore_mismatch
 
         def get_timing_cache(self):
             return self.timing
@@ -249,7 +250,7 @@ def fake_trt(version: str = "10.13.0", weak: bool = True) -> SimpleNamespace:
 
     class Builder:
         def __init__(self, logger):
-            pass
+            self.logger = logger
 
         def create_network(self, flags):
             return SimpleNamespace(flags=flags, parsed=None)
@@ -261,7 +262,7 @@ def fake_trt(version: str = "10.13.0", weak: bool = True) -> SimpleNamespace:
             return Profile()
 
         def build_serialized_network(self, network, config):
-            trt.builds.append({"network": network, "config": config})
+            trt.builds.append({"network": network, "config": config, "logger": self.logger})
             return b"fake-engine"
 
     trt.OnnxParser, trt.Builder = Parser, Builder
@@ -703,6 +704,43 @@ def test_timing_cache_names_are_slugs_of_the_gpu_and_version(tmp_path) -> None:
     gpu = {"name": "--NVIDIA  H100 80GB (SXM5)--", "compute_capability": (9, 0)}
     assert timing_cache_path(tmp_path, gpu, "10.13.0.post1").name == "timing-nvidia-h100-80gb-sxm5-sm90-trt10-13-0-post1.cache"
     assert timing_cache_path(tmp_path, {"name": "A", "compute_capability": (12, 1)}, "11").name == "timing-a-sm121-trt11.cache"
+
+
+def test_the_builder_defaults_log_warnings_and_keep_engines_in_the_cache(monkeypatch, fakes, onnx_models,
+                                                                          tmp_path) -> None:
+    from pyfill.export import build_tensorrt_engine
+
+    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache" / "nested"))
+    built = build_tensorrt_engine(onnx_models["fp16"])
+    assert built.parent == tmp_path / "cache" / "nested" / "tensorrt"
+    build = fakes.trt.builds[-1]
+    config = build["config"]
+    assert config.workspace == 4 << 30 and config.pool == fakes.trt.MemoryPoolType.WORKSPACE
+    assert config.ignore_mismatch is True  # a timing cache from another build of this GPU still seeds this one
+    assert build["logger"].level == fakes.trt.Logger.WARNING and build["network"].parser_logger is build["logger"]
+    deep = tmp_path / "a" / "b" / "c"
+    assert build_tensorrt_engine(onnx_models["fp16"], out_dir=deep).parent == deep
+
+
+def test_the_cache_key_depends_on_model_version_precision_and_typing(monkeypatch, fakes, onnx_models,
+                                                                      tmp_path) -> None:
+    from pyfill.export import build_tensorrt_engine
+
+    paths = {build_tensorrt_engine(onnx_models["fp16"], precision="fp32", out_dir=tmp_path),
+             build_tensorrt_engine(onnx_models["no-fp16"], precision="fp32", out_dir=tmp_path),  # another model
+             build_tensorrt_engine(onnx_models["fp16"], precision="fp16", out_dir=tmp_path)}  # another precision
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: fake_trt("10.14.0"))  # another TensorRT
+    paths.add(build_tensorrt_engine(onnx_models["fp16"], precision="fp32", out_dir=tmp_path))
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: fake_trt("10.13.0", weak=False))  # strongly typed
+    paths.add(build_tensorrt_engine(onnx_models["fp16"], precision="fp32", out_dir=tmp_path))
+    assert len(paths) == 5 and len(list(tmp_path.glob("*.engine"))) == 5
+
+
+def test_timing_cache_names_keep_letters_at_the_ends_of_gpu_names(tmp_path) -> None:
+    from pyfill.export import timing_cache_path
+
+    gpu = {"name": "NVIDIA GeForce RTX", "compute_capability": (8, 9)}
+    assert timing_cache_path(tmp_path, gpu, "X10").name == "timing-nvidia-geforce-rtx-sm89-trtx10.cache"
 
 
 # ---- on a GPU with TensorRT --------------------------------------------------------------------

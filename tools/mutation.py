@@ -241,6 +241,9 @@ def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: lis
                   and (not only or any(_matches(k, g) for g in only))]
     shutil.rmtree(folder / "tests")
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyfill", "training"):  # the rest of the code as it is now (the run may be older)
+        shutil.copytree(ROOT / part, folder / part, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "runs", "mutants"))
     (folder / "run_pytest.py").write_text(PYTEST_RUNNER)
     args = ["-p", "no:cacheprovider", "-q", "-x", "--reruns", "0", *(tests or group.tests)]
     args += ["-k", group.select] if group.select else []
