@@ -93,3 +93,61 @@ def test_from_pretrained_takes_names_and_passes_options_on() -> None:
     with pytest.raises(ValueError, match=r"^from_pretrained takes a model name, not a file \('restore\.onnx'\); use "
                                          r"Engine\('restore\.onnx'\)$"):
         Engine.from_pretrained("restore.onnx")
+
+
+def concat_model(path: Path, in_shape: list, out_shape: list, copies: int, axis: int) -> Path:
+    """The input repeated ``copies`` times along ``axis`` (e.g. gray -> 3 channels)."""
+    graph = helper.make_graph([helper.make_node("Concat", ["x"] * copies, ["y"], axis=axis)], "concat",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_derived_manifest_in_full(tmp_path: Path) -> None:
+    from pyfill.engine.files import foreign_manifest
+
+    path = resize_model(tmp_path / "up.onnx", ["n", 3, "h", "w"], ["n", 3, "h2", "w2"], [1, 1, 2, 2])
+    m = foreign_manifest(path, "NCHW", "bgr", (-1.0, 1.0), (0.0, 255.0))
+    assert (m.task, m.family, m.config) == ("image-to-image", "foreign-onnx",
+                                            {"source": "up.onnx", "layout": "NCHW", "channel_order": "bgr"})
+    assert (m.fp16, m.tiling.supported, m.size.fixed, m.size.resize) == (False, False, None, "stretch")
+    assert [(s.name, s.kind, s.channels, s.colour_space, s.value_range) for s in m.inputs + m.outputs] == [
+        ("x", "image", 3, "rgb", (-1.0, 1.0)), ("y", "image", 3, "rgb", (0.0, 255.0))]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_channels_come_from_the_layouts_channel_axis_of_input_and_output(tmp_path: Path, layout: str) -> None:
+    from pyfill.engine.files import foreign_manifest
+
+    if layout == "NCHW":
+        path = concat_model(tmp_path / "g2rgb.onnx", [1, 1, 20, 30], [1, 3, 20, 30], 3, axis=1)
+    else:
+        path = concat_model(tmp_path / "g2rgb.onnx", [1, 20, 30, 1], [1, 20, 30, 3], 3, axis=3)
+    m = foreign_manifest(path, layout, "rgb", (0.0, 1.0), (0.0, 1.0))
+    assert (m.inputs[0].channels, m.inputs[0].colour_space) == (1, "gray")
+    assert (m.outputs[0].channels, m.outputs[0].colour_space) == (3, "rgb")
+    assert m.size.fixed == (20, 30)
+
+
+def test_unknown_channel_counts_and_axes(tmp_path: Path) -> None:
+    from pyfill.engine.files import foreign_manifest
+
+    # a symbolic channel axis reads as 3 channels; the output follows the input when its axis is symbolic too
+    free = resize_model(tmp_path / "free.onnx", ["n", "c", "h", "w"], ["n", "c", "h", "w"], [1, 1, 1, 1])
+    m = foreign_manifest(free, "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
+    assert [(s.channels, s.colour_space) for s in m.inputs + m.outputs] == [(3, "rgb"), (3, "rgb")]
+    # 4 channels have no colour space; an output of another rank takes the input's channel count
+    rgba = concat_model(tmp_path / "rgba.onnx", [1, 4, 8, 8], [2, 4, 8, 8], 2, axis=0)
+    m = foreign_manifest(rgba, "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
+    assert (m.inputs[0].channels, m.inputs[0].colour_space) == (4, "none")
+    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["y"], axis=1)], "flat",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "flat_out.onnx"))
+    m = foreign_manifest(tmp_path / "flat_out.onnx", "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
+    assert (m.outputs[0].channels, m.outputs[0].colour_space) == (1, "gray")

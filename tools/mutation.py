@@ -91,7 +91,7 @@ GROUPS: dict[str, Group] = {
                      "pyfill/engine/selection.py"),
                     ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_precision.py",
                      "tests/test_engine_fastpath.py", "tests/test_engine_inputs.py",
-                     "tests/test_engine_foreign.py")),
+                     "tests/test_engine_foreign.py", "tests/test_engine_selection.py")),
     "backends": Group(("pyfill/engine/backends.py",),
                       ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_engine.py",
                        "tests/test_throughput.py", "tests/test_engine_fastpath.py", "tests/test_precision.py",

@@ -1,0 +1,77 @@
+"""Backend, device and precision selection (``pyfill.engine.selection``) as a table: each row is
+a model form and a machine, and the choice and the sentence ``Engine.info`` shows for it, written
+out from the rules in ``docs/engine.md``. Also ``outputs_agree``, the check behind the bf16
+guard, on hand-made outputs at its limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyfill.engine.engine import Result, outputs_agree
+from pyfill.engine.selection import Environment, ModelForm, choose_backend
+
+ONNX = ModelForm(onnx=True, checkpoint=False, tensorrt_engine=False, foreign=False, fp16=True)
+CKPT = ModelForm(onnx=False, checkpoint=True, tensorrt_engine=False, foreign=False, fp16=True)
+FOREIGN = ModelForm(onnx=True, checkpoint=False, tensorrt_engine=False, foreign=True, fp16=False)
+ENGINE = ModelForm(onnx=False, checkpoint=False, tensorrt_engine=True, foreign=False, fp16=True)
+TORCH_ONLY = ModelForm(onnx=False, checkpoint=True, tensorrt_engine=False, foreign=True, fp16=False,
+                       torch_only="HAT does not export")
+
+CPU = Environment()
+CPU_OV = Environment(openvino=True)
+GPU_ALL = Environment(cuda_kernels_gpu=True, torch=True, torch_cuda=True, tensorrt=True,
+                      tensorrt_reason="TensorRT and cuda-python see 1 CUDA device(s)", openvino=True,
+                      onnxruntime_cuda=True)
+GPU_TORCH = Environment(cuda_kernels_gpu=True, torch=True, torch_cuda=True, openvino=True)
+GPU_ORT = Environment(cuda_kernels_gpu=True, onnxruntime_cuda=True)
+
+AUTO = [  # device, model, machine -> backend, device, reason
+    ("auto", ONNX, CPU, "onnxruntime", "cpu", "no CUDA backend applies and OpenVINO is not installed"),
+    ("auto", ONNX, CPU_OV, "openvino", "cpu", "no CUDA backend applies; OpenVINO is the fastest CPU runtime installed"),
+    ("cpu", ONNX, GPU_ALL, "openvino", "cpu", "no CUDA backend applies; OpenVINO is the fastest CPU runtime installed"),
+    ("cpu", CKPT, GPU_TORCH, "openvino", "cpu", "no CUDA backend applies; OpenVINO is the fastest CPU runtime installed"),
+    ("auto", ONNX, GPU_ALL, "tensorrt", "cuda", "TensorRT and cuda-python see 1 CUDA device(s)"),
+    ("auto", FOREIGN, GPU_ALL, "openvino", "cpu", "no CUDA backend applies; OpenVINO is the fastest CPU runtime installed"),
+    ("cuda", FOREIGN, GPU_ORT, "onnxruntime", "cuda", "CUDA was asked for; ONNX Runtime's CUDA provider"),
+    ("auto", CKPT, GPU_TORCH, "torch", "cuda", "torch with CUDA is present and the model is a checkpoint"),
+    ("auto", ONNX, GPU_TORCH, "openvino", "cpu", "no CUDA backend applies; OpenVINO is the fastest CPU runtime installed"),
+    ("cuda", ONNX, GPU_TORCH, "onnxruntime", "cuda", "CUDA was asked for; ONNX Runtime's CUDA provider"),
+    ("auto", ENGINE, GPU_ALL, "tensorrt", "cuda", "the model is a TensorRT engine"),
+    ("auto", ENGINE, CPU, "tensorrt", "cuda", "the model is a TensorRT engine"),
+    ("auto", TORCH_ONLY, GPU_TORCH, "torch", "cuda", "the model has no ONNX form (HAT does not export)"),
+]
+
+
+@pytest.mark.parametrize("device,model,env,backend,chosen_device,reason", AUTO)
+def test_auto_picks_the_backend_the_rules_name_and_says_why(device, model, env, backend, chosen_device,
+                                                            reason) -> None:
+    choice = choose_backend("auto", device, "fp32", model, env)
+    assert (choice.backend, choice.device, choice.reason) == (backend, chosen_device, reason)
+
+
+def test_torch_only_models_need_torch() -> None:
+    with pytest.raises(RuntimeError, match=r"^this model runs only on the torch backend \(HAT does not export\), and "
+                                           r"torch is not installed$"):
+        choose_backend("auto", "auto", "auto", TORCH_ONLY, CPU)
+
+
+def test_outputs_agree_within_two_grey_levels_and_a_relative_one_percent() -> None:
+    ref = np.full((4, 4, 3), 100, np.uint8)
+    for delta, ok in ((2, True), (3, False), (-2, True), (-3, False)):
+        got = (ref.astype(np.int16) + delta).astype(np.uint8)
+        assert outputs_agree(Result(out=got), Result(out=ref)) == (ok, f"out: {abs(delta)} grey levels")
+    # uint8 differences must not wrap around: 0 against 255 is 255 levels
+    assert outputs_agree(Result(out=np.zeros(3, np.uint8)), Result(out=np.full(3, 255, np.uint8)))[0] is False
+    vec = np.array([10.0, -20.0, 5.0])
+    for err, ok in ((0.2, True), (0.21, False)):  # relative to the largest magnitude, 20
+        got = vec + np.array([0.0, err, 0.0])
+        agree, text = outputs_agree(Result(v=got), Result(v=vec))
+        assert agree is ok and text == f"v: relative {err / 20:.2e}"
+    # an all-zero reference compares absolutely (a floor of 1e-6 on the scale)
+    assert outputs_agree(Result(v=np.full(3, 5e-9)), Result(v=np.zeros(3)))[0] is True
+    assert outputs_agree(Result(v=np.full(3, 5e-8)), Result(v=np.zeros(3)))[0] is False
+    # every output must agree, whichever comes first
+    both = outputs_agree(Result(out=ref, v=vec + 1.0), Result(out=ref, v=vec))
+    assert both == (False, "out: 0 grey levels, v: relative 5.00e-02")
+    assert outputs_agree(Result(v=vec + 1.0, out=ref), Result(v=vec + 1.0, out=ref + 3))[0] is False
