@@ -254,3 +254,20 @@ def test_default_profile_of_a_tiling_model_reaches_1024_rounded_up() -> None:
     tiled_one = manifest(multiple_of=1)
     tiled_one.tiling = Tiling(supported=True, tile=256, overlap=16)
     assert default_tensorrt_profile(tiled_one)["image"]["max"] == (8, 3, 1024, 1024)
+
+
+def test_the_exported_graph_carries_the_manifests_names_and_folders_are_made(tmp_path: Path) -> None:
+    import onnx
+
+    path = export_onnx(Honest(), tmp_path / "a" / "b" / "honest.onnx", manifest=manifest())
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["out"]
+    with pytest.raises(ValueError, match=r"^export_onnx\(module, \.\.\.\) needs the module's manifest$"):
+        export_onnx(Honest(), tmp_path / "x.onnx")
+
+
+@pytest.mark.parametrize("missing", ["torch", "onnx"])
+def test_exporting_without_torch_or_onnx_names_the_train_extra(monkeypatch, tmp_path: Path, missing: str) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)
+    with pytest.raises(ImportError, match=rf"'{missing}'.*pip install 'pyfill\[train\]'"):
+        export_onnx(Honest(), tmp_path / "x.onnx", manifest=manifest())
