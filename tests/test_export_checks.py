@@ -271,3 +271,20 @@ def test_exporting_without_torch_or_onnx_names_the_train_extra(monkeypatch, tmp_
     monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(ImportError, match=rf"'{missing}'.*pip install 'pyfill\[train\]'"):
         export_onnx(Honest(), tmp_path / "x.onnx", manifest=manifest())
+
+
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_dynamic_axes_are_named_batch_height_width_and_a_fixed_size_stays_fixed(tmp_path: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(export_onnx(Honest(), tmp_path / "dyn.onnx", manifest=manifest()))).graph
+    assert _dims(graph.input[0]) == ["batch", 3, "height", "width"]
+    assert _dims(graph.output[0]) == ["batch", 3, "height", "width"]
+    graph = onnx.load(str(export_onnx(Honest(), tmp_path / "fixed.onnx", manifest=manifest(fixed=(48, 40))))).graph
+    assert _dims(graph.input[0]) == ["batch", 3, 48, 40]
+    graph = onnx.load(str(export_onnx(Honest(), tmp_path / "static.onnx", manifest=manifest(), dynamic=False,
+                                      static_size=(30, 20)))).graph
+    assert _dims(graph.input[0]) == [1, 3, 32, 24]
