@@ -161,3 +161,34 @@ def test_split_lab_matches_scikit_image_lab_scaled_to_the_generators_range() -> 
     lab = rgb2lab(x.permute(0, 2, 3, 1).numpy().astype("float64"))
     assert torch.allclose(l_norm[:, 0], torch.from_numpy(lab[..., 0] / 50.0 - 1.0).float(), atol=2e-3)
     assert torch.allclose(ab.permute(0, 2, 3, 1), torch.from_numpy(lab[..., 1:] / 110.0).float(), atol=2e-3)
+
+
+class Critic(torch.nn.Module):
+    """A discriminator whose patch logits are the lightness's mean times a weight: the samples of
+    a batch get clearly different realness, unlike a small random network's near-constant one."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(weight))
+
+    def forward(self, l_norm: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        return (l_norm.mean(dim=(1, 2, 3), keepdim=True) * self.weight).expand(-1, 1, 2, 2)
+
+
+def test_the_discrimination_error_is_the_selected_samples_own_bce(tmp_path: Path) -> None:
+    s = schedule(tmp_path, image_weight=0.0, result_weight=1.0, result_label="r2")
+    del s.discriminator_step  # the real step (the helper put a stand-in on the instance)
+    s.target_d, s.d_train = Critic(3.0), Critic(-2.0)
+    # four images from dark to light: their realness differs clearly under both critics
+    x = torch.linspace(0.1, 0.9, 4)[:, None, None, None].expand(4, 3, 16, 16).contiguous()
+    l_norm, ab = C.split_lab(x)
+    with torch.no_grad():
+        r2 = torch.sigmoid(s.target_d(l_norm, ab)[:, 0, 0, 0])  # realness: the mean patch probability
+        r3 = torch.sigmoid(s.d_train(l_norm, ab)[:, 0, 0, 0])
+    assert float(r2.max() - r2.min()) > 0.5 and float(r3.max() - r3.min()) > 0.3
+    s.p["real_threshold"] = float(r2.sort().values[-2])  # only the lightest image fools the target critic
+    logs = s.discriminator_step(l_norm, ab)
+    assert s.last_selection.tolist() == [False, False, False, True]
+    p, q = float(r3[3]), float(r2[3])
+    assert logs["loss_d"] == pytest.approx(-(q * math.log(p) + (1 - q) * math.log(1 - p)), rel=1e-5)
+    assert logs["r3"] == pytest.approx(p, rel=1e-6) and logs["selected"] == 0.25
