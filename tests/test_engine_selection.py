@@ -75,3 +75,14 @@ def test_outputs_agree_within_two_grey_levels_and_a_relative_one_percent() -> No
     both = outputs_agree(Result(out=ref, v=vec + 1.0), Result(out=ref, v=vec))
     assert both == (False, "out: 0 grey levels, v: relative 5.00e-02")
     assert outputs_agree(Result(v=vec + 1.0, out=ref), Result(v=vec + 1.0, out=ref + 3))[0] is False
+
+
+def test_outputs_agree_needs_every_output_in_any_order_and_includes_its_limit() -> None:
+    ref = np.full((2, 2, 3), 100, np.uint8)
+    off = ref + 3
+    vec = np.array([1.0, 2.0])
+    # a failing output is not forgiven by a passing one after it, in either branch
+    assert outputs_agree(Result(out=off, v=vec), Result(out=ref, v=vec))[0] is False
+    assert outputs_agree(Result(v=vec * 2, out=ref), Result(v=vec, out=ref))[0] is False
+    # exactly one percent of the largest magnitude still agrees
+    assert outputs_agree(Result(v=np.array([101.0])), Result(v=np.array([100.0]))) == (True, "v: relative 1.00e-02")
