@@ -288,3 +288,52 @@ def test_dynamic_axes_are_named_batch_height_width_and_a_fixed_size_stays_fixed(
     graph = onnx.load(str(export_onnx(Honest(), tmp_path / "static.onnx", manifest=manifest(), dynamic=False,
                                       static_size=(30, 20)))).graph
     assert _dims(graph.input[0]) == [1, 3, 32, 24]
+
+
+class Cumulative(torch.nn.Module):
+    def forward(self, x):
+        return x.cumsum(dim=3)  # CumSum: outside the operator allow-list
+
+
+class Untraceable(torch.nn.Module):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def forward(self, x):
+        raise RuntimeError(self.message)
+
+
+def test_operators_outside_the_allow_list_and_untraceable_models_are_export_errors(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"^exported graph uses operators outside the allow-list: \['CumSum'\]$"):
+        export_onnx(Cumulative(), tmp_path / "cum.onnx", manifest=manifest())
+    with pytest.raises(ExportError, match=r"^PyTorch could not trace the model to ONNX: first line$"):
+        export_onnx(Untraceable("  first line\nsecond line"), tmp_path / "u.onnx", manifest=manifest())
+    with pytest.raises(ExportError, match=r"^PyTorch could not trace the model to ONNX: RuntimeError$"):
+        export_onnx(Untraceable(""), tmp_path / "u.onnx", manifest=manifest())
+    assert not list(tmp_path.iterdir())
+
+
+def test_exports_use_pyfills_opset_and_static_files_pad_to_their_size(tmp_path: Path) -> None:
+    import onnx
+
+    from pyfill.export import OPSET
+    from pyfill.manifest import read_onnx_manifest
+
+    path = export_onnx(Honest(), tmp_path / "h.onnx", manifest=manifest())
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
+    boxed = manifest()
+    boxed.size = SizeRequirements(multiple_of=8, resize="letterbox")
+    static = read_onnx_manifest(export_onnx(Honest(), tmp_path / "s.onnx", manifest=boxed, dynamic=False,
+                                            static_size=(40, 24)))
+    assert (static.size.fixed, static.size.resize) == ((40, 24), "pad")
+
+
+def test_temporaries_are_hidden_unique_files_beside_their_target(tmp_path: Path) -> None:
+    from pyfill.export import _unique_temp
+
+    target = tmp_path / "model.onnx"
+    a, b = _unique_temp(target), _unique_temp(target)
+    assert a != b and a.parent == b.parent == tmp_path
+    for t in (a, b):
+        assert t.name.startswith(".model.onnx.") and t.name.endswith(".tmp") and t.is_file() and t.stat().st_size == 0
