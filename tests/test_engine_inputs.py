@@ -106,6 +106,20 @@ def test_vectors_tokens_and_omitted_inputs() -> None:
     with pytest.raises(ValueError, match=r"^photo: image inputs are spatial$"):
         I.convert(spec("image"), np.zeros((4, 4, 3)), "photo")
     assert I.convert(spec("boxes"), np.ones((1, 4)), "b").shape == (1, 4)
+    # convert sends each kind to its converter, with the label
+    assert I.convert(spec("vector", length=2), [1, 2], "v").tolist() == [1.0, 2.0]
+    assert I.convert(spec("embedding", length=2), [3, 4], "e").tolist() == [3.0, 4.0]
+    assert I.convert(spec("tokens", shape=[None]), [5, 6], "t").dtype == np.int64
+    for kind, bad, message in (("vector", [1, 2, 3], r"^v: expected a vector of length 2, got 3 values$"),
+                               ("embedding", [1.0], r"^v: expected a embedding of length 2, got 1 values$")):
+        with pytest.raises(ValueError, match=message):
+            I.convert(spec(kind, length=2), bad, "v")
+    with pytest.raises(TypeError, match=r"^t: token ids are integers, got float64$"):
+        I.convert(spec("tokens", shape=[None]), [1.5], "t")
+    with pytest.raises(ValueError, match=r"^b: expected shape \(any, 4\), got \(1, 6\)$"):
+        I.convert(spec("boxes"), np.ones((1, 6)), "b")
+    with pytest.raises(TypeError, match=r"^b: expected numbers, got dtype bool$"):
+        I.convert(spec("boxes"), np.ones((1, 4), bool), "b")
 
 
 def test_call_arguments_are_checked_by_name(tmp_path) -> None:
@@ -123,3 +137,48 @@ def test_call_arguments_are_checked_by_name(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"^image: empty batch$"):
         engine([])
     assert engine(image=x).shape == (8, 8, 3) and len(engine([x, x])) == 2
+
+
+def shifted_model(path):
+    """image (N, 3, H, W) + shift (N, 3) per channel, with a pyfill manifest."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pyfill.manifest import ONNX_METADATA_KEY, Manifest
+
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["shift", "axes"], ["s4"]), helper.make_node("Add", ["image", "s4"], ["out"])],
+        "shifted",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"]),
+         helper.make_tensor_value_info("shift", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    manifest = Manifest(task="restore", family="shifted", config={},
+                        inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0)),
+                                TensorSpec("shift", "vector", length=3)],
+                        outputs=[TensorSpec("out", "image", 3, "rgb", (0.0, 1.0))])
+    helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_batch_is_led_by_the_image_and_other_inputs_broadcast_or_match(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    engine = Engine(shifted_model(tmp_path / "shifted.onnx"), backend="onnxruntime")
+    x = np.full((4, 4, 3), 0.25, np.float32)
+    up, down = np.array([0.5, 0.5, 0.5], np.float32), np.array([-0.25, -0.25, -0.25], np.float32)
+    # the shift is given first, the image batch second: the image leads, the one shift goes to every item
+    both = engine(shift=up, image=[x, x])
+    assert len(both) == 2 and all(np.allclose(r, 0.75) for r in both)
+    pairs = engine(image=[x, x], shift=[up, down])
+    assert np.allclose(pairs[0], 0.75) and np.allclose(pairs[1], 0.0)
+    with pytest.raises(ValueError, match=r"^shift: batch of 1 does not match image's 2$"):
+        engine(image=[x, x], shift=[up])
+    # without the image, the first input given leads the batch and the missing image is named
+    with pytest.raises(ValueError, match=r"missing input 'image'"):
+        engine(shift=[up, down])
+    # non-image inputs go through their converters, whose messages name them
+    with pytest.raises(ValueError, match=r"^shift\[0\]: expected a vector of length 3, got 2 values$"):
+        engine(x, shift=up[:2])
