@@ -182,3 +182,48 @@ def test_a_batch_is_led_by_the_image_and_other_inputs_broadcast_or_match(tmp_pat
     # non-image inputs go through their converters, whose messages name them
     with pytest.raises(ValueError, match=r"^shift\[0\]: expected a vector of length 3, got 2 values$"):
         engine(x, shift=up[:2])
+
+
+def test_the_precision_probe_makes_a_plausible_input_for_every_required_input() -> None:
+    from types import SimpleNamespace
+
+    from pyfill.manifest import Manifest, SizeRequirements
+
+    m = Manifest(task="generate", family="probe", config={}, inputs=[
+        TensorSpec("hint", kind="vector", length=3, optional=True),  # optional: left out
+        TensorSpec("image"),
+        TensorSpec("labels", kind="labels", classes=2, colour_space="none"),
+        TensorSpec("text", kind="tokens", shape=[None]),
+        TensorSpec("marks", kind="landmarks", shape=[None, 2]),
+        TensorSpec("five", kind="landmarks", shape=[5, 2]),
+        TensorSpec("boxes", kind="boxes"),
+        TensorSpec("latent", kind="tensor", shape=[None, 6]),
+        TensorSpec("grid", kind="vector", length=4, derive={"op": "stroke_grid", "from": "image", "grid": [2, 2]}),
+    ], outputs=[TensorSpec("out")], size=SizeRequirements(multiple_of=24, min_size=50))
+    fake = SimpleNamespace(manifest=m)
+    item = Engine._probe_item(fake)  # type: ignore[arg-type]
+    assert list(item) == ["image", "labels", "text", "marks", "five", "boxes", "latent"]
+    image = item["image"]
+    assert image.dtype == np.uint8 and image.shape == (72, 72, 3)  # 64 rounded up to a multiple of 24
+    steps = np.abs(np.diff(image.astype(np.int16), axis=0)).max(), np.abs(np.diff(image.astype(np.int16), axis=1)).max()
+    assert max(steps) <= 40 and int(image.max()) - int(image.min()) >= 100  # smooth, but not flat
+    labels = item["labels"]
+    assert labels.shape == (72, 72) and set(np.unique(labels)) == {0, 1}
+    assert item["text"].dtype == np.int64 and item["text"].tolist() == [1] * 8
+    assert item["marks"].shape == (5, 2) and item["five"].shape == (5, 2) and item["boxes"].shape == (5, 4)
+    for key in ("marks", "five", "boxes"):
+        assert item[key].dtype == np.float32 and item[key].min() >= 0 and item[key].max() <= 71
+    boxes = item["boxes"]
+    assert np.all(boxes[:, 0] <= boxes[:, 2]) and np.all(boxes[:, 1] <= boxes[:, 3])  # corners in order
+    scored = SimpleNamespace(manifest=Manifest(task="detect", family="p", config={},
+                                               inputs=[TensorSpec("image"), TensorSpec("b", kind="boxes", shape=[3, 5])],
+                                               outputs=[TensorSpec("out")]))
+    b5 = Engine._probe_item(scored)["b"]  # type: ignore[arg-type]
+    assert b5.shape == (3, 5) and np.all(b5[:, 4] == 1.0)
+    assert item["latent"].shape == (4, 6) and item["latent"].dtype == np.float32 and item["latent"].std() > 0.1
+    again = Engine._probe_item(fake)  # type: ignore[arg-type]
+    assert all(np.array_equal(item[k], again[k]) for k in item)  # the same probe every time
+    assert Engine._probe_item(fake, (20, 30))["image"].shape == (20, 30, 3)  # type: ignore[arg-type]
+    small = SimpleNamespace(manifest=Manifest(task="restore", family="p", config={}, inputs=[TensorSpec("image")],
+                                              outputs=[TensorSpec("out")]))
+    assert Engine._probe_item(small)["image"].shape == (64, 64, 3)  # type: ignore[arg-type]

@@ -244,8 +244,14 @@ class Engine:
                 item[spec.name] = np.ones([d or 8 for d in spec.shape], np.int64)
             elif spec.kind in ("landmarks", "boxes"):
                 n = (spec.shape[0] or 5) if spec.shape else 5
-                xy = rng.random((n, 2 if spec.kind == "landmarks" else 4)) * [w, h] * (1 if spec.kind == "landmarks" else 2)
-                item[spec.name] = np.minimum(xy, max(h, w) - 1).astype(np.float32)
+                corners = rng.random((n, 2, 2)) * [w - 1, h - 1]  # one point, or two corners, per row
+                if spec.kind == "landmarks":
+                    xy = corners[:, 0]
+                else:  # x0, y0, x1, y1 (and a score where the model takes five columns)
+                    xy = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+                    if spec.shape and spec.shape[-1] == 5:
+                        xy = np.concatenate([xy, np.ones((n, 1))], axis=1)
+                item[spec.name] = xy.astype(np.float32)
             else:
                 item[spec.name] = (rng.standard_normal([d or 4 for d in spec.shape]) * 0.5).astype(np.float32)
         return item
