@@ -151,3 +151,11 @@ def test_unknown_channel_counts_and_axes(tmp_path: Path) -> None:
     onnx.save(model, str(tmp_path / "flat_out.onnx"))
     m = foreign_manifest(tmp_path / "flat_out.onnx", "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
     assert (m.outputs[0].channels, m.outputs[0].colour_space) == (1, "gray")
+
+
+def test_a_fixed_nhwc_model_with_a_free_channel_axis_is_still_fixed(tmp_path: Path) -> None:
+    from pyfill.engine.files import foreign_manifest
+
+    path = resize_model(tmp_path / "free_c.onnx", [1, 24, 32, "c"], [1, 24, 32, "c"], [1, 1, 1, 1])
+    m = foreign_manifest(path, "NHWC", "rgb", (0.0, 1.0), (0.0, 1.0))
+    assert m.size.fixed == (24, 32) and m.inputs[0].channels == 3
