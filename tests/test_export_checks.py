@@ -337,3 +337,39 @@ def test_temporaries_are_hidden_unique_files_beside_their_target(tmp_path: Path)
     assert a != b and a.parent == b.parent == tmp_path
     for t in (a, b):
         assert t.name.startswith(".model.onnx.") and t.name.endswith(".tmp") and t.is_file() and t.stat().st_size == 0
+
+
+def test_example_inputs_for_tokens_and_tensors() -> None:
+    from pyfill.export import example_inputs
+
+    m = Manifest(task="edit", family="probe", config={}, inputs=[
+        TensorSpec("image"), TensorSpec("text", kind="tokens", shape=[None]),
+        TensorSpec("words", kind="tokens", shape=[5], vocabulary=["a", "b", "c"]),
+        TensorSpec("latent", kind="tensor", shape=[None, 6])], outputs=[TensorSpec("out")])
+    one = example_inputs(m)
+    assert one["image"].shape[0] == 1  # batch 1 unless asked
+    got = example_inputs(m, batch=64)
+    text, words, latent = got["text"], got["words"], got["latent"]
+    assert text.dtype == np.int64 and text.shape == (64, 16) and set(np.unique(text)) == {0, 1}
+    assert words.shape == (64, 5) and set(np.unique(words)) == {0, 1, 2}
+    assert latent.dtype == np.float32 and latent.shape == (64, 4, 6)
+    assert 0.0 <= latent.min() < 0.05 and 0.95 < latent.max() < 1.0
+
+
+class BakedRepeat(torch.nn.Module):
+    def forward(self, x):
+        return x.repeat(int(x.shape[0]), 1, 1, 1)  # the traced batch fixes how often x repeats
+
+
+def test_the_comparison_reports_the_shapes_and_the_largest_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"^ONNX output 'out' differs from PyTorch \(shape \(2, 3, 32, 32\) vs "
+                                          r"\(1, 3, 32, 32\), max abs error nan\)$"):
+        export_onnx(BakedRepeat(), tmp_path / "r.onnx", manifest=manifest())
+    with pytest.raises(ExportError) as caught:
+        export_onnx(BakedBatch(), tmp_path / "b.onnx", manifest=manifest())
+    # batch 1 through a graph traced at batch 2 computes 2x instead of x: the error is max |x|
+    from pyfill.export import example_inputs
+
+    x = example_inputs(manifest(), batch=1, height=32, width=32, seed=100)["image"]
+    err = float(str(caught.value).rsplit("max abs error ", 1)[1].rstrip(")"))
+    assert err == pytest.approx(float(np.abs(x).max()), rel=1e-5)
