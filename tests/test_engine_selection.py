@@ -86,3 +86,71 @@ def test_outputs_agree_needs_every_output_in_any_order_and_includes_its_limit() 
     assert outputs_agree(Result(v=vec * 2, out=ref), Result(v=vec, out=ref))[0] is False
     # exactly one percent of the largest magnitude still agrees
     assert outputs_agree(Result(v=np.array([101.0])), Result(v=np.array([100.0]))) == (True, "v: relative 1.00e-02")
+
+
+BF16_CPU = Environment(openvino=True, torch=True, cpu_bf16=True)
+NO_BF16 = ModelForm(onnx=True, checkpoint=True, tensorrt_engine=False, foreign=False, fp16=False, bf16=False)
+
+PRECISION = [  # backend, device, precision asked, model, machine -> precision, why, guarded
+    ("openvino", "cpu", "auto", ONNX, BF16_CPU, "bf16", "auto: this CPU has native bf16 (AMX or AVX512-BF16)", True),
+    ("torch", "cpu", "auto", CKPT, BF16_CPU, "bf16", "auto: this CPU has native bf16 (AMX or AVX512-BF16)", True),
+    ("openvino", "cpu", "auto", ONNX, CPU_OV, "fp32", "auto: fp32 (this CPU has no native bf16)", False),
+    ("onnxruntime", "cpu", "auto", ONNX, BF16_CPU, "fp32", "auto: fp32", False),
+    ("openvino", "cpu", "auto", NO_BF16, BF16_CPU, "fp32",
+     "auto: fp32 (the manifest says the model does not support bf16)", False),
+    ("tensorrt", "cuda", "auto", ONNX, GPU_ALL, "fp16", "auto: fp16 on CUDA (the manifest allows it)", False),
+    ("torch", "cuda", "auto", CKPT, GPU_TORCH, "fp16", "auto: fp16 on CUDA (the manifest allows it)", False),
+    ("onnxruntime", "cuda", "auto", ONNX, GPU_ORT, "fp32", "auto: fp32", False),
+    ("tensorrt", "cuda", "auto", NO_BF16, GPU_ALL, "fp32",
+     "auto: fp32 (the manifest says the model does not support bf16)", False),
+    ("openvino", "cpu", "bf16", ONNX, BF16_CPU, "bf16", "asked for", False),
+    ("onnxruntime", "cpu", "fp32", ONNX, CPU, "fp32", "asked for", False),
+    ("tensorrt", "cuda", "fp16", ONNX, GPU_ALL, "fp16", "asked for", False),
+]
+
+
+@pytest.mark.parametrize("backend,device,asked,model,env,precision,why,guard", PRECISION)
+def test_precision_follows_the_device_the_cpu_and_the_manifest(backend, device, asked, model, env, precision, why,
+                                                               guard) -> None:
+    choice = choose_backend(backend, device, asked, model, env)
+    assert (choice.backend, choice.device, choice.precision, choice.precision_reason, choice.guard) == (
+        backend, device, precision, why, guard)
+    assert choice.reason == "asked for"
+
+
+REFUSED = [  # backend, device, precision, model, machine -> exception, message
+    ("auto", "cuda", "auto", ONNX, CPU, RuntimeError, r"^device='cuda' but no CUDA device is visible$"),
+    ("onnxruntime", "auto", "auto", ENGINE, GPU_ALL, ValueError,
+     r"^a TensorRT engine runs only on the tensorrt backend, not onnxruntime$"),
+    ("openvino", "auto", "auto", TORCH_ONLY, GPU_TORCH, ValueError,
+     r"^the model runs only on the torch backend \(HAT does not export\)$"),
+    ("torch", "auto", "auto", ONNX, GPU_TORCH, ValueError,
+     r"^the torch backend runs pyfill checkpoints \(\.safetensors \+ \.json\), not ONNX files$"),
+    ("tensorrt", "auto", "auto", ONNX, CPU, RuntimeError, r"^the tensorrt backend cannot run here: tensorrt is not installed$"),
+    ("onnxruntime", "cpu", "fp16", NO_BF16, CPU, ValueError, r"^the model's manifest says it does not support fp16$"),
+    ("onnxruntime", "cpu", "bf16", ONNX, BF16_CPU, ValueError,
+     r"^bf16 runs on the CPU with the openvino or torch backend, not onnxruntime on cpu$"),
+    ("torch", "cuda", "bf16", CKPT, GPU_TORCH, ValueError,
+     r"^bf16 runs on the CPU with the openvino or torch backend, not torch on cuda$"),
+    ("openvino", "cpu", "bf16", ONNX, CPU_OV, ValueError,
+     r"^precision='bf16' needs a CPU with AMX or AVX512-BF16; this one has neither$"),
+    ("openvino", "cpu", "bf16", NO_BF16, BF16_CPU, ValueError, r"^the model's manifest says it does not support bf16$"),
+    ("tflite", "cpu", "auto", ONNX, CPU, ValueError, r"^backend must be one of \("),
+    ("auto", "tpu", "auto", ONNX, CPU, ValueError, r"^device must be one of \("),
+    ("auto", "cpu", "int4", ONNX, CPU, ValueError, r"^precision must be one of \("),
+]
+
+
+@pytest.mark.parametrize("backend,device,precision,model,env,exc,message", REFUSED)
+def test_combinations_that_cannot_run_are_refused_with_the_reason(backend, device, precision, model, env, exc,
+                                                                  message) -> None:
+    with pytest.raises(exc, match=message):
+        choose_backend(backend, device, precision, model, env)
+
+
+def test_auto_devices_follow_the_backend() -> None:
+    assert choose_backend("torch", "auto", "fp32", CKPT, GPU_TORCH).device == "cuda"
+    assert choose_backend("torch", "auto", "fp32", CKPT, BF16_CPU).device == "cpu"
+    assert choose_backend("tensorrt", "auto", "fp32", ENGINE, CPU).device == "cuda"
+    assert choose_backend("openvino", "auto", "fp32", ONNX, GPU_ALL).device == "cpu"
+    assert choose_backend("tensorrt", "auto", "fp32", ONNX, GPU_ALL).device == "cuda"

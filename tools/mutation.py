@@ -96,6 +96,10 @@ GROUPS: dict[str, Group] = {
                       ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_engine.py",
                        "tests/test_throughput.py", "tests/test_engine_fastpath.py", "tests/test_precision.py",
                        "tests/test_tensorrt.py")),
+    # selection.py's functions the engine run did not reach (it was stopped)
+    "selection": Group(("pyfill/engine/selection.py",), ("tests/test_engine_selection.py", "tests/test_precision.py"),
+                       "", ("pyfill.engine.selection.x_choose_backend*", "pyfill.engine.selection.x__precision*",
+                            "pyfill.engine.selection.x_check_options*")),
     "swap": Group(("pyfill/tasks/swap.py",), ("tests/test_swap.py",)),
     "edit": Group(("pyfill/tasks/edit.py",), ("tests/test_edit.py",)),
     "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py",
