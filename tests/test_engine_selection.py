@@ -154,3 +154,12 @@ def test_auto_devices_follow_the_backend() -> None:
     assert choose_backend("tensorrt", "auto", "fp32", ENGINE, CPU).device == "cuda"
     assert choose_backend("openvino", "auto", "fp32", ONNX, GPU_ALL).device == "cpu"
     assert choose_backend("tensorrt", "auto", "fp32", ONNX, GPU_ALL).device == "cuda"
+
+
+def test_cuda_is_visible_through_any_one_of_torch_tensorrt_or_the_kernels() -> None:
+    for env in (Environment(torch=True, torch_cuda=True), Environment(tensorrt=True),
+                Environment(cuda_kernels_gpu=True, onnxruntime_cuda=True)):
+        assert choose_backend("onnxruntime", "cuda", "fp32", ONNX, env).device == "cuda"
+    # a torch-only model runs when torch is asked for by name
+    choice = choose_backend("torch", "auto", "auto", TORCH_ONLY, GPU_TORCH)
+    assert (choice.backend, choice.device, choice.reason) == ("torch", "cuda", "asked for")
