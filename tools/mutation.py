@@ -100,6 +100,9 @@ GROUPS: dict[str, Group] = {
     "selection": Group(("pyfill/engine/selection.py",), ("tests/test_engine_selection.py", "tests/test_precision.py"),
                        "", ("pyfill.engine.selection.x_choose_backend*", "pyfill.engine.selection.x__precision*",
                             "pyfill.engine.selection.x_check_options*")),
+    # inputs.py's image converters, which the engine run did not reach
+    "images_in": Group(("pyfill/engine/inputs.py",), ("tests/test_engine_inputs.py", "tests/test_engine_default_install.py"),
+                       "", ("pyfill.engine.inputs.x_image*", "pyfill.engine.inputs.x__uint8_for*")),
     "swap": Group(("pyfill/tasks/swap.py",), ("tests/test_swap.py",)),
     "edit": Group(("pyfill/tasks/edit.py",), ("tests/test_edit.py",)),
     "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py",
