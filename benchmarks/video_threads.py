@@ -12,26 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-
 import pyfill
 from pyfill.tasks import frame_processor
 from pyfill.video import process
 from pyfill.video.samples import write_test_clip
-
-
-def naive(src: Path, dst: Path, engine: pyfill.Engine) -> None:
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        out.write(cv2.cvtColor(engine(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR))
-    cap.release()
-    out.release()
+from test_bench_video import naive_loop  # the loop a user would write, as the benchmark times it
 
 
 def fps(run, frames: int, reps: int = 2) -> float:
@@ -54,7 +39,7 @@ def main() -> None:
         engine = pyfill.Engine.from_pretrained(task)
         fn = frame_processor(task, tile=0) if task == "restore" else frame_processor(task)
         for size, src in clips.items():
-            base = fps(lambda: naive(src, tmp / "naive.mp4", engine), frames)
+            base = fps(lambda: naive_loop(src, tmp / "naive.mp4", engine), frames)
             line = [f"{task} {size}: naive {base:.1f} FPS"]
             for threads in (None, 1, 2):
                 got = fps(lambda: process(src, tmp / "out.mp4", fn, progress=False, codec_threads=threads,

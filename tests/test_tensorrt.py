@@ -623,18 +623,11 @@ def test_parse_and_build_failures_are_export_errors_and_leave_no_engine(fakes, o
 
 
 def test_building_needs_a_manifest_in_the_onnx_file(fakes, tmp_path) -> None:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    from test_manifest import onnx_with
 
     from pyfill.export import build_tensorrt_engine
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    plain = tmp_path / "plain.onnx"
-    onnx.save(model, str(plain))
+    plain = onnx_with(tmp_path / "plain.onnx", None)  # an Identity graph without a manifest
     with pytest.raises(ValueError, match=r"plain\.onnx: no pyfill manifest in the ONNX metadata; export it with "
                                          r"pyfill\.export$"):
         build_tensorrt_engine(plain, out_dir=tmp_path)
