@@ -227,3 +227,69 @@ def test_the_precision_probe_makes_a_plausible_input_for_every_required_input() 
     small = SimpleNamespace(manifest=Manifest(task="restore", family="p", config={}, inputs=[TensorSpec("image")],
                                               outputs=[TensorSpec("out")]))
     assert Engine._probe_item(small)["image"].shape == (64, 64, 3)  # type: ignore[arg-type]
+
+
+# --- images: the uint8 fast path and the general path ------------------------------------------
+
+def _reference_chw(rgb_float01: np.ndarray, value_range: tuple[float, float], bgr: bool) -> np.ndarray:
+    """An (H, W, 3) image in [0, 1] -> (3, H, W) float32 in ``value_range``, by NumPy alone."""
+    lo, hi = value_range
+    x = rgb_float01[..., ::-1] if bgr else rgb_float01
+    return (np.transpose(x, (2, 0, 1)) * (hi - lo) + lo).astype(np.float32)
+
+
+@pytest.mark.parametrize("value_range", [(0.0, 1.0), (-1.0, 1.0)])
+@pytest.mark.parametrize("bgr", [False, True])
+@pytest.mark.parametrize("form", ["HW", "HW1", "HWC", "HWA"])
+def test_uint8_images_take_the_fast_path_and_equal_the_numpy_reference(monkeypatch, form, bgr, value_range) -> None:
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (5, 7), dtype=np.uint8)
+    value = {"HW": gray, "HW1": gray[..., None], "HWC": rgb,
+             "HWA": np.concatenate([rgb, rng.integers(0, 256, (5, 7, 1), dtype=np.uint8)], -1)}[form]
+    seen = rgb if form in ("HWC", "HWA") else np.repeat(gray[..., None], 3, -1)
+    s = TensorSpec("image", kind="image", channels=3, value_range=value_range)
+
+    fast = I._uint8_for(s, value)
+    assert fast is not None
+    src, layout = fast
+    assert src.dtype == np.uint8 and np.array_equal(src, seen)
+    assert layout == ("HW" if form == "HW" else "HWC")
+
+    # the general path must not be taken for a uint8 NumPy image of 1, 3 or 4 channels
+    def general(*_a, **_k):
+        raise AssertionError("the general path ran")
+    monkeypatch.setattr(I.P, "image_to_float", general)
+    got, kind = I.image(s, value, "image", bgr, keep_torch=False)
+    assert kind.container == "numpy" and kind.dtype == "uint8" and kind.layout == layout
+    np.testing.assert_allclose(got, _reference_chw(seen / 255.0, value_range, bgr), atol=1e-6)
+
+
+def test_one_channel_models_take_gray_uint8_images_without_repeating_them() -> None:
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    s = TensorSpec("image", kind="image", channels=1, value_range=(0.0, 1.0))
+    src, layout = I._uint8_for(s, gray)
+    assert src.shape == (3, 4, 1) and np.array_equal(src[..., 0], gray) and layout == "HW"
+    got, kind = I.image(s, gray, "image", False, keep_torch=False)
+    assert got.shape == (1, 3, 4) and kind.layout == "HW"
+    np.testing.assert_allclose(got[0], gray / 255.0, atol=1e-6)
+
+
+def test_images_the_fast_path_cannot_take_go_the_general_way() -> None:
+    s = TensorSpec("image", kind="image", channels=3, value_range=(0.0, 1.0))
+    rgb = np.random.default_rng(4).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    assert I._uint8_for(s, rgb.astype(np.uint16) * 257) is None        # not uint8
+    assert I._uint8_for(s, rgb.astype(np.float32) / 255) is None        # float
+    assert I._uint8_for(s, rgb[None]) is None                           # 4 axes
+    assert I._uint8_for(s, rgb[..., :2]) is None                        # 2 channels: not 1, 3 or 4
+    assert I._uint8_for(s, np.zeros((0, 4, 3), np.uint8)) is None       # empty
+    assert I._uint8_for(s, rgb.tolist()) is None                        # not an ndarray
+    # one channel per model channel only: a 3-channel model does not take 2-channel images,
+    # and a 1-channel model takes no RGB image on the fast path
+    assert I._uint8_for(TensorSpec("image", kind="image", channels=1), rgb) is None
+    # the general path gives the same numbers for float input, and keeps its own kind
+    got, kind = I.image(s, rgb.astype(np.float32) / 255, "image", False, keep_torch=False)
+    assert kind.dtype == "float32" and kind.layout == "HWC"
+    np.testing.assert_allclose(got, _reference_chw(rgb / 255.0, (0.0, 1.0), False), atol=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        I.image(s, np.zeros((0, 4, 3), np.uint8), "image", False, keep_torch=False)

@@ -46,6 +46,10 @@ class Group:
     mutants: tuple[str, ...] = field(default_factory=tuple)
 
 
+ENGINE_TESTS = ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_precision.py",
+                "tests/test_engine_fastpath.py", "tests/test_engine_inputs.py", "tests/test_engine_foreign.py",
+                "tests/test_engine_selection.py")
+
 GROUPS: dict[str, Group] = {
     "tiling": Group(("pyfill/engine/tiling.py",), ("tests/test_tiling.py",), "run_tiled or layout or grid"),
     "losses": Group(("training/generate.py",), ("tests/test_generate_training.py",), "hinge or feature or widen or one_hot",
@@ -88,10 +92,7 @@ GROUPS: dict[str, Group] = {
                                                            "tests/test_references.py"),
                         "not openvino and not torch_module"),
     "engine": Group(("pyfill/engine/engine.py", "pyfill/engine/inputs.py", "pyfill/engine/files.py",
-                     "pyfill/engine/selection.py"),
-                    ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_precision.py",
-                     "tests/test_engine_fastpath.py", "tests/test_engine_inputs.py",
-                     "tests/test_engine_foreign.py", "tests/test_engine_selection.py")),
+                     "pyfill/engine/selection.py"), ENGINE_TESTS),
     "backends": Group(("pyfill/engine/backends.py",),
                       ("tests/test_engine_default_install.py", "tests/test_runtime2.py", "tests/test_engine.py",
                        "tests/test_throughput.py", "tests/test_engine_fastpath.py", "tests/test_precision.py",
@@ -103,6 +104,23 @@ GROUPS: dict[str, Group] = {
     # inputs.py's image converters, which the engine run did not reach
     "images_in": Group(("pyfill/engine/inputs.py",), ("tests/test_engine_inputs.py", "tests/test_engine_default_install.py"),
                        "", ("pyfill.engine.inputs.x_image*", "pyfill.engine.inputs.x__uint8_for*")),
+    # the rest of the engine modules, which the engine run did not reach (it was stopped): building an Engine
+    # (construction, backend, placement, the environment probe, the model files) ...
+    "engine_build": Group(("pyfill/engine/engine.py", "pyfill/engine/files.py", "pyfill/engine/selection.py"),
+                          ENGINE_TESTS + ("tests/test_engine.py", "tests/test_hostile_models.py"), "",
+                          ("pyfill.engine.engine.xǁEngineǁ__init__*", "pyfill.engine.engine.xǁEngineǁ_make_backend*",
+                           "pyfill.engine.engine.xǁEngineǁ_placement*", "pyfill.engine.engine.xǁEngineǁ_torch_only_reason*",
+                           "pyfill.engine.engine.xǁEngineǁ_guard_precision*", "pyfill.engine.engine.xǁResultǁ__init__*",
+                           "pyfill.engine.files.x_*", "pyfill.engine.selection.x_probe_environment*",
+                           "pyfill.engine.selection.x_cpu_has_bf16*")),
+    # ... and running one (preparation, tiling decision, grouping, the backend call, finishing)
+    "engine_run": Group(("pyfill/engine/engine.py",),
+                        ENGINE_TESTS + ("tests/test_engine.py", "tests/test_tiling.py", "tests/test_processing.py"), "",
+                        ("pyfill.engine.engine.xǁEngineǁ_decide_tiling*", "pyfill.engine.engine.xǁEngineǁ_finish*",
+                         "pyfill.engine.engine.xǁEngineǁ_prepare*", "pyfill.engine.engine.xǁEngineǁ_run_backend*",
+                         "pyfill.engine.engine.xǁEngineǁ_run_group*", "pyfill.engine.engine.xǁEngineǁ_run_items*",
+                         "pyfill.engine.engine.xǁEngineǁ_run_spatial*", "pyfill.engine.engine.xǁEngineǁ_tile_for*",
+                         "pyfill.engine.engine.xǁEngineǁ_probe_item*")),
     "swap": Group(("pyfill/tasks/swap.py",), ("tests/test_swap.py",)),
     "edit": Group(("pyfill/tasks/edit.py",), ("tests/test_edit.py",)),
     "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py",
