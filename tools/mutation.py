@@ -111,7 +111,8 @@ GROUPS: dict[str, Group] = {
                           ("pyfill.engine.engine.xǁEngineǁ__init__*", "pyfill.engine.engine.xǁEngineǁ_make_backend*",
                            "pyfill.engine.engine.xǁEngineǁ_placement*", "pyfill.engine.engine.xǁEngineǁ_torch_only_reason*",
                            "pyfill.engine.engine.xǁEngineǁ_guard_precision*", "pyfill.engine.engine.xǁResultǁ__init__*",
-                           "pyfill.engine.files.x_*", "pyfill.engine.selection.x_probe_environment*",
+                           "pyfill.engine.files.x_locate*", "pyfill.engine.files.x_load_manifest*",
+                           "pyfill.engine.files.x_onnx_for_runtime*", "pyfill.engine.selection.x_probe_environment*",
                            "pyfill.engine.selection.x_cpu_has_bf16*")),
     # ... and running one (preparation, tiling decision, grouping, the backend call, finishing)
     "engine_run": Group(("pyfill/engine/engine.py",),
@@ -176,13 +177,44 @@ def prepare(name: str, group: Group, work: Path) -> Path:
     return folder
 
 
+LIST_MUTANTS = textwrap.dedent("""\
+    import sys
+    from mutmut.mutation.file_mutation import mutate_file_contents
+    for file in sys.argv[1:]:
+        module = file[:-3].replace("/", ".")
+        for name in mutate_file_contents(file, open(file).read()).mutant_names:
+            print(f"{module}.{name}")
+    """)
+
+
+def population(folder: Path, group: Group) -> list[str]:
+    """Every mutant name mutmut generates for ``group`` (restricted to its globs), sorted; read in
+    the scratch copy ``folder``, where mutmut finds its configuration."""
+    out = subprocess.run([sys.executable, "-c", LIST_MUTANTS, *group.files], cwd=folder, capture_output=True,
+                         text=True, check=True)
+    return sorted(n for n in out.stdout.split() if not group.mutants or any(_matches(n, g) for g in group.mutants))
+
+
+def sample(folder: Path, group: Group, fraction: float, seed: int) -> tuple[list[str], int]:
+    """A uniform random sample (without replacement) of ``fraction`` of the group's mutants,
+    drawn with ``seed``; returns the sample and the population's size."""
+    import random
+
+    names = population(folder, group)
+    k = max(1, round(fraction * len(names)))
+    return sorted(random.Random(seed).sample(names, k)), len(names)
+
+
 DETECTED = ("killed", "timeout", "caught by type check", "segfault")
 
 
 def score(folder: Path, group: Group) -> dict[str, dict[str, float]]:
-    """Per mutated file: mutmut's verdicts counted from its .meta files, and the score."""
+    """Per mutated file: mutmut's verdicts counted from its .meta files, and the score (over the
+    mutants listed in ``sample.txt`` where the run was a sample)."""
     from mutmut.stats import status_by_exit_code
 
+    listed = folder / "sample.txt"
+    drawn = set(listed.read_text().split()) if listed.is_file() else None
     result: dict[str, dict[str, float]] = {}
     for file in group.files:
         meta = folder / "mutants" / f"{file}.meta"
@@ -191,6 +223,8 @@ def score(folder: Path, group: Group) -> dict[str, dict[str, float]]:
         counts: dict[str, float] = {}
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             if group.mutants and not any(_matches(key, g) for g in group.mutants):
+                continue
+            if drawn is not None and key not in drawn:
                 continue
             verdict = status_by_exit_code[code]
             counts[verdict] = counts.get(verdict, 0) + 1
@@ -306,7 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck-tests", nargs="*", default=None,
                         help="with --recheck: only these test files (the new ones; the group's other tests were "
                              "already run against every survivor)")
+    parser.add_argument("--sample", type=float, default=None, metavar="FRACTION",
+                        help="run a uniform random sample of this fraction of each group's mutants (the score is "
+                             "then an estimate; the sample is written to WORK/GROUP/sample.txt)")
+    parser.add_argument("--seed", type=int, default=0, help="with --sample: the random seed")
     args = parser.parse_args(argv)
+    if args.sample is not None and not 0 < args.sample <= 1:
+        parser.error("--sample takes a fraction in (0, 1]")
     if args.list:
         for name, g in GROUPS.items():
             print(f"{name:<11} {', '.join(g.files)}  <-  {', '.join(g.tests)}" + (f"  -k {g.select!r}" if g.select else ""))
@@ -328,11 +368,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         folder = prepare(name, group, args.work)
         start = time.time()
-        cmd = ["nice", "-n", str(args.nice), sys.executable, "run_mutmut.py", "run", "--max-children", "1", *group.mutants]
+        chosen, drawn_from = list(group.mutants), None
+        if args.sample is not None:
+            chosen, drawn_from = sample(folder, group, args.sample, args.seed)
+            (folder / "sample.txt").write_text("\n".join(chosen) + "\n")
+        cmd = ["nice", "-n", str(args.nice), sys.executable, "run_mutmut.py", "run", "--max-children", "1", *chosen]
         with open(folder / "mutmut.log", "w") as log:
             subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
         scores[name] = {"files": score(folder, group), "seconds": round(time.time() - start),
                         "tests": list(group.tests), "select": group.select, "mutants": list(group.mutants)}
+        if drawn_from is not None:
+            scores[name].update(sample={"fraction": args.sample, "seed": args.seed, "drawn": len(chosen),
+                                        "population": drawn_from})
         (folder / "survivors.txt").write_text(survivors(folder))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(scores, indent=2))
