@@ -163,3 +163,11 @@ def test_cuda_is_visible_through_any_one_of_torch_tensorrt_or_the_kernels() -> N
     # a torch-only model runs when torch is asked for by name
     choice = choose_backend("torch", "auto", "auto", TORCH_ONLY, GPU_TORCH)
     assert (choice.backend, choice.device, choice.reason) == ("torch", "cuda", "asked for")
+
+
+def test_a_result_is_a_dict_of_outputs_built_like_one() -> None:
+    r = Result({"restored": 1, "mask": 2}, image_names=("restored",))
+    assert dict(r) == {"restored": 1, "mask": 2} and r.image == 1
+    assert Result([("a", 3)], b=4, image_names=("b",)) == {"a": 3, "b": 4}
+    with pytest.raises(AttributeError, match="^this model has no image output$"):
+        Result({"mask": 2}).image
