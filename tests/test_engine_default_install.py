@@ -5,6 +5,7 @@ without torch, where it must not skip."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -102,6 +103,29 @@ def test_tiles_of_a_local_model_equal_the_whole_image(conv_path: Path, backend: 
     tiled = Engine(conv_path, backend=backend, precision="fp32", tile=32, tile_overlap=8)(x)
     np.testing.assert_allclose(whole, conv_reference(x), atol=1e-5)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_size_tiles_inputs_above_it_and_refuses_them_where_the_model_does_not_tile(tmp_path: Path,
+                                                                                         backend: str) -> None:
+    """Advised tile 64 (tiling starts above 2 x 64 = 128 px) and max_size 96: a 112 x 80 input
+    is tiled because of max_size alone; a 90 x 90 one runs whole; without tiling 112 is refused."""
+    m = conv_manifest(max_size=96)
+    m = dataclasses.replace(m, tiling=Tiling(supported=True, tile=64, overlap=8))
+    engine = Engine(conv_model(tmp_path / "capped.onnx", m), backend=backend, precision="fp32")
+    tiles: list[int] = []
+    engine.on_tile = lambda done, total: tiles.append(total)
+    for h, w, tiled in ((90, 90, False), (112, 80, True)):
+        tiles.clear()
+        x = image(h, w, seed=h)
+        np.testing.assert_allclose(engine(x), conv_reference(x), atol=1e-5)
+        assert bool(tiles) is tiled, (h, w, tiles)
+    untiled = dataclasses.replace(m, tiling=Tiling(supported=False))
+    engine = Engine(conv_model(tmp_path / "capped-whole.onnx", untiled), backend=backend, precision="fp32")
+    np.testing.assert_allclose(engine(image(90, 90)), conv_reference(image(90, 90)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"^capped-whole\.onnx: the model takes at most 96 px per side and does "
+                                         r"not tile; this input is 112 x 80$"):
+        engine(image(112, 80))
 
 
 def test_batch_equals_single_calls_with_mixed_sizes(conv_path: Path) -> None:

@@ -50,6 +50,8 @@ ENGINE_TESTS = ("tests/test_engine_default_install.py", "tests/test_runtime2.py"
                 "tests/test_engine_fastpath.py", "tests/test_engine_inputs.py", "tests/test_engine_foreign.py",
                 "tests/test_engine_selection.py")
 
+ENGINE_BUILD_TESTS = ENGINE_TESTS + ("tests/test_engine.py", "tests/test_hostile_models.py", "tests/test_engine_files.py")
+
 GROUPS: dict[str, Group] = {
     "tiling": Group(("pyfill/engine/tiling.py",), ("tests/test_tiling.py",), "run_tiled or layout or grid"),
     "losses": Group(("training/generate.py",), ("tests/test_generate_training.py",), "hinge or feature or widen or one_hot",
@@ -105,15 +107,18 @@ GROUPS: dict[str, Group] = {
     "images_in": Group(("pyfill/engine/inputs.py",), ("tests/test_engine_inputs.py", "tests/test_engine_default_install.py"),
                        "", ("pyfill.engine.inputs.x_image*", "pyfill.engine.inputs.x__uint8_for*")),
     # the rest of the engine modules, which the engine run did not reach (it was stopped): building an Engine
-    # (construction, backend, placement, the environment probe, the model files) ...
-    "engine_build": Group(("pyfill/engine/engine.py", "pyfill/engine/files.py", "pyfill/engine/selection.py"),
-                          ENGINE_TESTS + ("tests/test_engine.py", "tests/test_hostile_models.py"), "",
-                          ("pyfill.engine.engine.xǁEngineǁ__init__*", "pyfill.engine.engine.xǁEngineǁ_make_backend*",
-                           "pyfill.engine.engine.xǁEngineǁ_placement*", "pyfill.engine.engine.xǁEngineǁ_torch_only_reason*",
-                           "pyfill.engine.engine.xǁEngineǁ_guard_precision*", "pyfill.engine.engine.xǁResultǁ__init__*",
-                           "pyfill.engine.files.x_locate*", "pyfill.engine.files.x_load_manifest*",
-                           "pyfill.engine.files.x_onnx_for_runtime*", "pyfill.engine.selection.x_probe_environment*",
-                           "pyfill.engine.selection.x_cpu_has_bf16*")),
+    # (construction, backend, placement, the environment probe, the model files); a full run reached these ...
+    "engine_build": Group(("pyfill/engine/engine.py", "pyfill/engine/files.py"), ENGINE_BUILD_TESTS, "",
+                          ("pyfill.engine.engine.xǁResultǁ__init__*", "pyfill.engine.engine.xǁEngineǁ_guard_precision*",
+                           "pyfill.engine.engine.xǁEngineǁ_placement*", "pyfill.engine.files.x_onnx_for_runtime*")),
+    # ... and was stopped (each survivor took half a minute); the rest runs as a sample (--sample)
+    "engine_build_rest": Group(("pyfill/engine/engine.py", "pyfill/engine/files.py", "pyfill/engine/selection.py"),
+                               ENGINE_BUILD_TESTS, "",
+                               ("pyfill.engine.engine.xǁEngineǁ__init__*", "pyfill.engine.engine.xǁEngineǁ_make_backend*",
+                                "pyfill.engine.engine.xǁEngineǁ_torch_only_reason*",
+                                "pyfill.engine.files.x_locate*", "pyfill.engine.files.x_load_manifest*",
+                                "pyfill.engine.selection.x_probe_environment*",
+                                "pyfill.engine.selection.x_cpu_has_bf16*")),
     # ... and running one (preparation, tiling decision, grouping, the backend call, finishing)
     "engine_run": Group(("pyfill/engine/engine.py",),
                         ENGINE_TESTS + ("tests/test_engine.py", "tests/test_tiling.py", "tests/test_processing.py"), "",
