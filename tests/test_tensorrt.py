@@ -788,3 +788,73 @@ def test_cuda_graph_cache_keeps_the_most_recently_used(monkeypatch) -> None:
     assert captured == [(1, 3, s, s) for s in (8, 16, 24, 32, 40, 16)]  # 8 reused, 16 evicted then recaptured
     assert released == [(1, 3, 16, 16), (1, 3, 24, 24)]
     assert [k[0][0][2] for k in backend.graph_shapes] == [32, 8, 40, 16]
+
+
+# ---- the Engine on the stand-in ----------------------------------------------------------------
+
+
+def test_the_engine_runs_a_tensorrt_engine_file_on_the_tensorrt_backend(fakes, tmp_path) -> None:
+    """An ``.engine`` file with its manifest beside it: the Engine hands that file to the
+    TensorRT backend, and a call returns the stand-in's function of its inputs."""
+    from pyfill.engine import Engine
+    from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
+
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"fake-engine")
+    Manifest(task="image-to-image", family="stand-in", config={},
+             inputs=[TensorSpec("image", "image", 3, "rgb", (-1.0, 1.0)), TensorSpec("shift", "vector", length=4)],
+             outputs=[TensorSpec("out", "image", 3, "rgb", (-1.0, 1.0))],
+             size=SizeRequirements(multiple_of=16, min_size=16, scale=SCALE), tiling=Tiling(supported=False),
+             fp16=False).save(path.with_suffix(".json"))
+    engine = Engine(path, backend="tensorrt", precision="fp32")
+    assert engine.info["backend"] == "tensorrt"
+    x = np.random.default_rng(0).uniform(0, 1, (32, 48, 3)).astype(np.float32)
+    shift = np.array([0.1, -0.2, 0.3, 0.0], np.float32)
+    got = engine(x, shift=shift)
+    # in the model's range: 2 * (2x - 1) + mean(shift), back to [0, 1], upsampled by 2
+    want = np.clip((2 * (2 * x - 1) + shift.mean() + 1) / 2, 0, 1).repeat(SCALE, 0).repeat(SCALE, 1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path, monkeypatch) -> None:
+    """An ONNX file on the tensorrt backend is built into an engine first (the stand-in builder
+    parses that very file); the engine's answers equal ONNX Runtime's on the same file."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from pyfill.engine import Engine
+    from pyfill.manifest import ONNX_METADATA_KEY, Manifest, SizeRequirements, TensorSpec, Tiling
+
+    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache"))
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", f, [], [2.0])),
+         helper.make_node("Mul", ["image", "two"], ["doubled"]),
+         helper.make_node("ReduceMean", ["shift"], ["m"], axes=[1], keepdims=1),
+         helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])),
+         helper.make_node("Unsqueeze", ["m", "axes"], ["m4"]),
+         helper.make_node("Add", ["doubled", "m4"], ["shifted"]),
+         helper.make_node("Constant", [], ["scales"], value=helper.make_tensor("scales", f, [4], [1, 1, SCALE, SCALE])),
+         helper.make_node("Resize", ["shifted", "", "scales"], ["out"], mode="nearest")],
+        "stand-in",
+        [helper.make_tensor_value_info("image", f, ["n", 3, "h", "w"]), helper.make_tensor_value_info("shift", f, ["n", 4])],
+        [helper.make_tensor_value_info("out", f, ["n", 3, "H", "W"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    manifest = Manifest(task="image-to-image", family="stand-in", config={},
+                        inputs=[TensorSpec("image", "image", 3, "rgb", (-1.0, 1.0)),
+                                TensorSpec("shift", "vector", length=4)],
+                        outputs=[TensorSpec("out", "image", 3, "rgb", (-1.0, 1.0))],
+                        size=SizeRequirements(multiple_of=16, min_size=16, scale=SCALE),
+                        tiling=Tiling(supported=False), fp16=False)
+    helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
+    path = tmp_path / "stand-in.onnx"
+    onnx.save(model, str(path))
+
+    engine = Engine(path, backend="tensorrt", precision="fp32")
+    assert engine.info["backend"] == "tensorrt"
+    assert [b["network"].parsed["path"] for b in fakes.trt.builds] == [str(path)]
+    x = np.random.default_rng(1).uniform(0, 1, (32, 48, 3)).astype(np.float32)
+    shift = np.array([0.4, -0.1, 0.2, 0.3], np.float32)
+    want = Engine(path, backend="onnxruntime")(x, shift=shift)
+    np.testing.assert_allclose(engine(x, shift=shift), want, atol=1e-5)
