@@ -141,3 +141,20 @@ def test_a_checkpoint_is_exported_once_under_its_contents_hash(tmp_path, monkeyp
     other = files.onnx_for_runtime(files.ModelFiles(checkpoint=ckpt))
     assert other != want and len(calls) == 2
     assert other.name == hashlib.sha256(b"weights" + b'{"manifest": 2}').hexdigest()[:32] + ".onnx"
+
+
+@pytest.mark.parametrize("provenance, why", [({"onnx_export": "aten::foo is not exportable"}, "aten::foo is not exportable"),
+                                             ({}, "it does not export to ONNX")])
+def test_a_checkpoint_without_an_onnx_form_is_refused_off_the_torch_backend(tmp_path, monkeypatch, provenance,
+                                                                             why) -> None:
+    from pyfill.engine import Engine
+    from pyfill.manifest import Manifest, TensorSpec
+
+    derived = Manifest(task="image-to-image", family="foreign", config={},
+                       inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
+                       outputs=[TensorSpec("out", "image", 3, "rgb", (0.0, 1.0))], provenance=provenance)
+    ckpt = tmp_path / "net.pth"
+    ckpt.write_bytes(b"weights")
+    monkeypatch.setattr(files, "locate", lambda path: files.ModelFiles(checkpoint=path, manifest=derived))
+    with pytest.raises(ValueError, match=rf"^the model runs only on the torch backend \({why}\)$"):
+        Engine(ckpt, backend="onnxruntime")
