@@ -6,6 +6,7 @@ without torch, where it must not skip."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from pathlib import Path
 
@@ -126,6 +127,34 @@ def test_max_size_tiles_inputs_above_it_and_refuses_them_where_the_model_does_no
     with pytest.raises(ValueError, match=r"^capped-whole\.onnx: the model takes at most 96 px per side and does "
                                          r"not tile; this input is 112 x 80$"):
         engine(image(112, 80))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fixed_size_model_tiles_larger_inputs_in_windows_that_fit_it(tmp_path: Path, backend: str) -> None:
+    """A 64 x 64 static model that tiles: a 152 x 92 input runs in tiles whose windows (tile +
+    2 x overlap, overlap capped at 64 / 4 = 16, + 4 px alignment) fit 64: 28 px tiles with the
+    default overlap (32, capped to 16), the asked-for tile where it fits (24 with overlap 8, not
+    the 44 that would fit). Each window is padded to 64 x 64."""
+    fixed = conv_model(tmp_path / "fixed.onnx", conv_manifest(fixed=(64, 64), resize="pad"))
+    x = image(152, 92, seed=5)
+
+    def tiles(tile: int, overlap: int) -> int:  # the fewest tiles per axis (overlap at most half a tile)
+        overlap = min(overlap, tile // 2)
+        return math.ceil((152 - overlap) / (tile - overlap)) * math.ceil((92 - overlap) / (tile - overlap))
+
+    for kw, want in (({}, tiles(28, 16)), ({"tile": 24, "tile_overlap": 8}, tiles(24, 8))):
+        engine = Engine(fixed, backend=backend, precision="fp32", **kw)
+        totals: list[int] = []
+        shapes: set[tuple[int, ...]] = set()
+        engine.on_tile = lambda done, total: totals.append(total)
+        run_backend = engine.backend.run
+        engine.backend.run = lambda feeds: shapes.add(feeds["image"].shape[-2:]) or run_backend(feeds)
+        out = engine(x)
+        assert totals and totals[-1] == want, (kw, totals[-1:], want)
+        assert shapes == {(64, 64)}
+        # a 3 x 3 filter: exact away from the last row and column (the windows there are padded)
+        np.testing.assert_allclose(out[:-1, :-1], conv_reference(x)[:-1, :-1], atol=1e-5)
+    assert (tiles(28, 16), tiles(24, 8), tiles(44, 8)) == (60, 54, 12)  # the cases differ
 
 
 def test_batch_equals_single_calls_with_mixed_sizes(conv_path: Path) -> None:
