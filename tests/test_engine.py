@@ -400,6 +400,14 @@ def test_cli_export_and_info(unet_files, tmp_path, capsys) -> None:
     assert "not found" in capsys.readouterr().err
 
 
+def test_cuda_graphs_reach_the_torch_backend(unet_files) -> None:
+    """The option is handed to the backend: on the CPU it is refused there, and off it is
+    reported as off."""
+    with pytest.raises(ValueError, match=r"^cuda_graphs=True needs device='cuda'$"):
+        Engine(unet_files[0], backend="torch", device="cpu", cuda_graphs=True)
+    assert Engine(unet_files[0], backend="torch", device="cpu").info["cuda_graphs"] is False
+
+
 # ---- GPU paths (skip without them) ---------------------------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with a CUDA device")
 def test_torch_cuda_fp16_and_cuda_graphs_match_fp32(unet_files) -> None:
