@@ -315,3 +315,75 @@ def test_shipped_restore_model_equals_onnx_runtime_on_the_padded_image(backend: 
     want = np.clip(session.run(None, {manifest.inputs[0].name: padded})[0][0].transpose(1, 2, 0)[:45, :61], 0, 1)
     got = Engine(path, backend=backend, precision="fp32", tile=0)(x)
     np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+# ---- outputs: the form they come back in --------------------------------------------------------
+
+def _graph_model(path: Path, nodes: list, in_ch: int, out_ch: int, manifest: Manifest, extra: list = ()) -> Path:
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", in_ch, "h", "w"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", out_ch, "H", "W"])],
+                              list(extra))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gray_model_gives_gray_images_back_in_their_own_form(tmp_path: Path, backend: str) -> None:
+    """A one-channel model (out = 1 - image): (H, W) uint8 in, (H, W) uint8 out; (H, W, 1) in,
+    (H, W, 1) out; float in, float out."""
+    m = Manifest(task="restore", family="invert", config={},
+                 inputs=[TensorSpec("image", "image", 1, "gray", (0.0, 1.0))],
+                 outputs=[TensorSpec("out", "image", 1, "gray", (0.0, 1.0))], size=SizeRequirements(multiple_of=1))
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    engine = Engine(_graph_model(tmp_path / "invert.onnx", [helper.make_node("Sub", ["one", "image"], ["out"])], 1, 1,
+                                 m, [one]), backend=backend, precision="fp32")
+    gray = np.random.default_rng(0).integers(0, 256, (13, 17), dtype=np.uint8)
+    out = engine(gray)
+    assert out.shape == (13, 17) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - (255 - gray.astype(int))).max() <= 1
+    out = engine(gray[..., None])
+    assert out.shape == (13, 17, 1) and np.abs(out[..., 0].astype(int) - (255 - gray.astype(int))).max() <= 1
+    f = gray.astype(np.float32) / 255
+    np.testing.assert_allclose(engine(f), 1 - f, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uint8_outputs_use_the_compiled_conversion(tmp_path: Path, backend: str, monkeypatch) -> None:
+    """uint8 NumPy in: the output is made by the compiled CHW float -> HWC uint8 pass, once per
+    image; float in: it is not used."""
+    import pyfill.engine.engine as E
+
+    calls = []
+    real = E.chw_to_image
+    monkeypatch.setattr(E, "chw_to_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    engine = Engine(conv_model(tmp_path / "conv.onnx", conv_manifest()), backend=backend, precision="fp32")
+    x = image(24, 32)
+    u8 = np.rint(x * 255).astype(np.uint8)
+    out = engine([u8, u8])
+    assert len(calls) == 2 and out[0].dtype == np.uint8
+    assert np.abs(out[0].astype(int) - np.rint(conv_reference(u8 / np.float32(255)) * 255).astype(int)).max() <= 1
+    calls.clear()
+    engine(x)
+    assert calls == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fixed_size_upscaler_is_brought_back_to_its_scale_of_the_input(tmp_path: Path, backend: str) -> None:
+    """A 32 x 32 x2 upscaler (nearest) that stretches inputs: a 40 x 48 input comes back
+    80 x 96, close to the input upscaled by OpenCV (the smooth image changes little when it
+    is squeezed to 32 x 32 and stretched back)."""
+    m = Manifest(task="restore", family="up2", config={},
+                 inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
+                 outputs=[TensorSpec("out", "image", 3, "rgb", (0.0, 1.0))],
+                 size=SizeRequirements(fixed=(32, 32), resize="stretch", scale=2, multiple_of=1))
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["image", "", "scales"], ["out"], mode="nearest")
+    engine = Engine(_graph_model(tmp_path / "up2.onnx", [node], 3, 3, m, [scales]), backend=backend, precision="fp32")
+    x = image(40, 48, seed=3)
+    out = engine(x)
+    assert out.shape == (80, 96, 3)
+    want = cv2.resize(x, (96, 80), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(out - want).mean() < 0.03
