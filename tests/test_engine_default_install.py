@@ -387,3 +387,9 @@ def test_a_fixed_size_upscaler_is_brought_back_to_its_scale_of_the_input(tmp_pat
     assert out.shape == (80, 96, 3)
     want = cv2.resize(x, (96, 80), interpolation=cv2.INTER_LINEAR)
     assert np.abs(out - want).mean() < 0.03
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_info_names_the_backend_device_and_precision_that_run(conv_path: Path, backend: str) -> None:
+    info = Engine(conv_path, backend=backend, precision="fp32").info
+    assert (info["backend"], info["device"], info["precision"]) == (backend, "cpu", "fp32")
