@@ -337,6 +337,33 @@ def test_bad_images_raise_clear_errors(unet_files, bad, exc, match) -> None:
         _engine(unet_files, "onnxruntime")(bad)
 
 
+def test_the_latent_derives_from_strokes_and_their_occupancy(spade_files) -> None:
+    """``strokes`` (+ ``occupancy``) stand for the latent: the result equals passing the latent the
+    stroke-grid ops compute; ``occupancy`` alone, or strokes of another size, are refused with
+    the argument named."""
+    from pyfill.ops import stroke_grid, stroke_grid_latent
+
+    engine = _engine(spade_files, "onnxruntime")
+    grid = tuple(next(s for s in engine.manifest.inputs if s.derive).derive["grid"])
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 8, (32, 32))
+    strokes = np.zeros((32, 32, 3), np.uint8)
+    strokes[4:12, 6:20] = (200, 40, 10)
+    strokes[20:28, 2:9] = (10, 120, 230)
+    occupancy = np.zeros((32, 32), bool)
+    occupancy[4:12, 6:20] = True  # the second stroke does not count
+    for occ in (None, occupancy):
+        latent = stroke_grid_latent(stroke_grid(strokes, occ, grid)).astype(np.float32)
+        np.testing.assert_allclose(engine(labels, strokes=strokes, occupancy=occ), engine(labels, latent=latent),
+                                   atol=1e-6)
+    assert np.abs(engine(labels, strokes=strokes) - engine(labels, strokes=strokes, occupancy=occupancy)).max() > 1e-3
+    with pytest.raises(TypeError, match=r"^\['occupancy'\] go with 'strokes'$"):
+        engine(labels, occupancy=occupancy)
+    with pytest.raises(ValueError, match=r"^strokes\[1\]: stroke image size \(16, 16\) differs from the labels' "
+                                         r"\(32, 32\)$"):
+        engine([labels, labels], strokes=[strokes, strokes[:16, :16]])
+
+
 def test_bad_conditions_raise_clear_errors(spade_files) -> None:
     engine = _engine(spade_files, "onnxruntime")
     labels = np.zeros((32, 32), np.int64)

@@ -393,3 +393,54 @@ def test_a_fixed_size_upscaler_is_brought_back_to_its_scale_of_the_input(tmp_pat
 def test_info_names_the_backend_device_and_precision_that_run(conv_path: Path, backend: str) -> None:
     info = Engine(conv_path, backend=backend, precision="fp32").info
     assert (info["backend"], info["device"], info["precision"]) == (backend, "cpu", "fp32")
+
+
+# ---- tiling probes, several outputs, NHWC ---------------------------------------------------------
+
+def test_the_tiling_probe_is_not_tried_on_a_fixed_size_model(tmp_path: Path) -> None:
+    engine = Engine(conv_model(tmp_path / "fixed.onnx", conv_manifest(fixed=(64, 64), resize="pad")),
+                    backend="onnxruntime", tiling="probe")
+    assert engine.info["tiling"] == ("probe: not tried (tiling needs a spatial model with one image output and no "
+                                     "fixed size)")
+
+
+def test_the_tiling_probe_takes_odd_tiles(conv_path: Path) -> None:
+    """A probe image of (2 x tile) x (2 x tile + tile // 2) px: the local filter agrees tiled."""
+    engine = Engine(conv_path, backend="onnxruntime", precision="fp32", tiling="probe", tile=41, tile_overlap=8)
+    assert engine.info["tiling"] == "probe: tiles of 41 px vs whole image, max difference 0.00 grey levels, agree: tiling on"
+
+
+def _two_output_model(path: Path, nhwc: bool) -> Path:
+    """out = 2 * image, score = mean(image) per item, shape (N, 1); NCHW or NHWC."""
+    f = TensorProto.FLOAT
+    dims = ["n", "h", "w", 3] if nhwc else ["n", 3, "h", "w"]
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["image", "two"], ["out"]),
+         helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=1),
+         helper.make_node("Flatten", ["m"], ["score"], axis=1)], "two-outputs",
+        [helper.make_tensor_value_info("image", f, dims)],
+        [helper.make_tensor_value_info("out", f, dims), helper.make_tensor_value_info("score", f, ["n", 1])], [two])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+TWO_OUTPUTS = Manifest(task="image-to-image", family="two-outputs", config={},
+                       inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0))],
+                       outputs=[TensorSpec("out", "image", 3, "rgb", (0.0, 2.0)), TensorSpec("score", "vector", length=1)],
+                       size=SizeRequirements(multiple_of=1), tiling=Tiling(supported=False))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_a_foreign_model_with_an_image_and_a_vector_output_in_either_layout(tmp_path: Path, layout: str) -> None:
+    path = _two_output_model(tmp_path / f"{layout}.onnx", nhwc=layout == "NHWC")
+    engine = Engine(path, backend="onnxruntime", layout=layout, manifest=TWO_OUTPUTS)
+    x = image(20, 28)
+    r = engine.run(x)
+    np.testing.assert_allclose(r["out"], x, atol=1e-6)  # 2x in a (0, 2) range is x in (0, 1)
+    assert r["score"].shape == (1,)
+    np.testing.assert_allclose(r["score"], [x.mean()], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"^tiling runs models with one image output$"):
+        Engine(path, backend="onnxruntime", layout=layout, manifest=TWO_OUTPUTS, tile=16, tile_overlap=4)(image(40, 40))
