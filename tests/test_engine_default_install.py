@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from references import engine_backends
 
 from pyfill.engine import Engine
-from pyfill.manifest import FORMAT_VERSION, ONNX_METADATA_KEY, Manifest, ManifestError, SizeRequirements, TensorSpec, Tiling
-from pyfill.manifest import read_onnx_manifest
-from references import engine_backends
+from pyfill.manifest import (
+    FORMAT_VERSION,
+    ONNX_METADATA_KEY,
+    Manifest,
+    ManifestError,
+    SizeRequirements,
+    TensorSpec,
+    Tiling,
+    read_onnx_manifest,
+)
 
 cv2 = pytest.importorskip("cv2")
 onnx = pytest.importorskip("onnx")
@@ -444,3 +453,37 @@ def test_a_foreign_model_with_an_image_and_a_vector_output_in_either_layout(tmp_
     np.testing.assert_allclose(r["score"], [x.mean()], rtol=1e-5)
     with pytest.raises(ValueError, match=r"^tiling runs models with one image output$"):
         Engine(path, backend="onnxruntime", layout=layout, manifest=TWO_OUTPUTS, tile=16, tile_overlap=4)(image(40, 40))
+
+
+# ---- construction: arguments and the manifest= option ---------------------------------------------
+
+@pytest.mark.parametrize("kw, exc, message", [
+    ({"tile": 1.5}, ValueError, "tile must be None, 0 or a positive int, got 1.5"),
+    ({"tile": True}, ValueError, "tile must be None, 0 or a positive int, got True"),
+    ({"tile": "32"}, ValueError, "tile must be None, 0 or a positive int, got '32'"),
+    ({"tiling": "auto"}, ValueError, "tiling must be 'manifest' or 'probe', got 'auto'"),
+    ({"manifest": {"task": "restore"}}, TypeError, "manifest must be a pyfill.manifest.Manifest, got dict"),
+    ({"manifest": TWO_OUTPUTS}, ValueError,
+     "manifest= describes another project's ONNX file; this model has its own manifest"),
+])
+def test_bad_construction_arguments_are_refused_with_their_message(conv_path: Path, kw, exc, message) -> None:
+    with pytest.raises(exc, match="^" + re.escape(message) + "$"):
+        Engine(conv_path, backend="onnxruntime", **kw)
+
+
+def test_manifest_is_refused_for_a_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint has its manifest beside it (refused before anything is read)."""
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"weights")
+    ckpt.with_suffix(".json").write_text("{}")
+    with pytest.raises(ValueError, match="^manifest= describes another project's ONNX file; this model has its own "
+                                         "manifest$"):
+        Engine(ckpt, manifest=TWO_OUTPUTS)
+
+
+def test_a_foreign_models_conventions_reach_its_derived_manifest(tmp_path: Path) -> None:
+    path = conv_model(tmp_path / "foreign.onnx")  # no manifest
+    for order in ("rgb", "bgr"):
+        engine = Engine(path, backend="onnxruntime", channel_order=order, input_range=(-1.0, 1.0))
+        assert engine.foreign and engine.manifest.config["channel_order"] == order
+        assert engine.manifest.inputs[0].value_range == (-1.0, 1.0)

@@ -71,8 +71,9 @@ def test_a_cpu_probe_reports_the_runtimes_present_and_probes_no_cuda(monkeypatch
 
 
 def test_an_auto_probe_asks_every_cuda_runtime(monkeypatch) -> None:
-    from pyfill._core import _C
     import onnxruntime as ort
+
+    from pyfill._core import _C
 
     monkeypatch.setattr(_C, "cuda_devices", lambda: ([{"name": "stand-in"}], ""))
     monkeypatch.setattr(backends, "tensorrt_usable", lambda: (True, "stand-in TensorRT"))

@@ -170,4 +170,4 @@ def test_a_result_is_a_dict_of_outputs_built_like_one() -> None:
     assert dict(r) == {"restored": 1, "mask": 2} and r.image == 1
     assert Result([("a", 3)], b=4, image_names=("b",)) == {"a": 3, "b": 4}
     with pytest.raises(AttributeError, match="^this model has no image output$"):
-        Result({"mask": 2}).image
+        _ = Result({"mask": 2}).image

@@ -793,19 +793,29 @@ def test_cuda_graph_cache_keeps_the_most_recently_used(monkeypatch) -> None:
 # ---- the Engine on the stand-in ----------------------------------------------------------------
 
 
+def _stand_in_manifest():
+    """The manifest of the stand-in engine's function: image in (-1, 1) and a 4-vector -> image x2."""
+    from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
+
+    return Manifest(task="image-to-image", family="stand-in", config={},
+                    inputs=[TensorSpec("image", "image", 3, "rgb", (-1.0, 1.0)), TensorSpec("shift", "vector", length=4)],
+                    outputs=[TensorSpec("out", "image", 3, "rgb", (-1.0, 1.0))],
+                    size=SizeRequirements(multiple_of=16, min_size=16, scale=SCALE), tiling=Tiling(supported=False),
+                    fp16=False)
+
+
+def _stand_in_engine_file(folder: Path) -> Path:
+    path = folder / "model.engine"
+    path.write_bytes(b"fake-engine")
+    _stand_in_manifest().save(path.with_suffix(".json"))
+    return path
+
+
 def test_the_engine_runs_a_tensorrt_engine_file_on_the_tensorrt_backend(fakes, tmp_path) -> None:
     """An ``.engine`` file with its manifest beside it: the Engine hands that file to the
     TensorRT backend, and a call returns the stand-in's function of its inputs."""
     from pyfill.engine import Engine
-    from pyfill.manifest import Manifest, SizeRequirements, TensorSpec, Tiling
-
-    path = tmp_path / "model.engine"
-    path.write_bytes(b"fake-engine")
-    Manifest(task="image-to-image", family="stand-in", config={},
-             inputs=[TensorSpec("image", "image", 3, "rgb", (-1.0, 1.0)), TensorSpec("shift", "vector", length=4)],
-             outputs=[TensorSpec("out", "image", 3, "rgb", (-1.0, 1.0))],
-             size=SizeRequirements(multiple_of=16, min_size=16, scale=SCALE), tiling=Tiling(supported=False),
-             fp16=False).save(path.with_suffix(".json"))
+    path = _stand_in_engine_file(tmp_path)
     engine = Engine(path, backend="tensorrt", precision="fp32")
     assert engine.info["backend"] == "tensorrt"
     x = np.random.default_rng(0).uniform(0, 1, (32, 48, 3)).astype(np.float32)
@@ -823,7 +833,7 @@ def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path
     from onnx import TensorProto, helper
 
     from pyfill.engine import Engine
-    from pyfill.manifest import ONNX_METADATA_KEY, Manifest, SizeRequirements, TensorSpec, Tiling
+    from pyfill.manifest import ONNX_METADATA_KEY
 
     monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache"))
     f = TensorProto.FLOAT
@@ -841,13 +851,7 @@ def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path
         [helper.make_tensor_value_info("out", f, ["n", 3, "H", "W"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    manifest = Manifest(task="image-to-image", family="stand-in", config={},
-                        inputs=[TensorSpec("image", "image", 3, "rgb", (-1.0, 1.0)),
-                                TensorSpec("shift", "vector", length=4)],
-                        outputs=[TensorSpec("out", "image", 3, "rgb", (-1.0, 1.0))],
-                        size=SizeRequirements(multiple_of=16, min_size=16, scale=SCALE),
-                        tiling=Tiling(supported=False), fp16=False)
-    helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
+    helper.set_model_props(model, {ONNX_METADATA_KEY: _stand_in_manifest().to_json()})
     path = tmp_path / "stand-in.onnx"
     onnx.save(model, str(path))
 
@@ -858,3 +862,11 @@ def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path
     shift = np.array([0.4, -0.1, 0.2, 0.3], np.float32)
     want = Engine(path, backend="onnxruntime")(x, shift=shift)
     np.testing.assert_allclose(engine(x, shift=shift), want, atol=1e-5)
+
+
+def test_a_tensorrt_engine_file_runs_only_on_the_tensorrt_backend(fakes, tmp_path) -> None:
+    from pyfill.engine import Engine
+    path = _stand_in_engine_file(tmp_path)
+    assert Engine(path).info["backend"] == "tensorrt"  # auto
+    with pytest.raises(ValueError, match="^a TensorRT engine runs only on the tensorrt backend, not onnxruntime$"):
+        Engine(path, backend="onnxruntime")
