@@ -487,3 +487,23 @@ def test_a_foreign_models_conventions_reach_its_derived_manifest(tmp_path: Path)
         engine = Engine(path, backend="onnxruntime", channel_order=order, input_range=(-1.0, 1.0))
         assert engine.foreign and engine.manifest.config["channel_order"] == order
         assert engine.manifest.inputs[0].value_range == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize("step, verdict", [(0, "0.00 grey levels, agree: tiling on"),
+                                           (1, "1.00 grey levels, agree: tiling on"),
+                                           (2, "2.00 grey levels, differ: tiling off")])
+def test_the_tiling_probe_allows_one_grey_level(conv_path: Path, monkeypatch, step: int, verdict: str) -> None:
+    """The probe compares uint8 outputs: tiled results `step` grey levels below the whole
+    image's (somewhere) give a difference of `step` levels, and one level is allowed."""
+    from pyfill.engine.engine import Result
+
+    def run_items(self, items, force_tile=None):
+        whole = np.full((8, 8, 3), 100, np.uint8)
+        out = whole.copy()
+        if force_tile:
+            out[3, 4] -= step
+        return [Result({"out": out}, image_names=("out",))]
+
+    monkeypatch.setattr(Engine, "_run_items", run_items)
+    engine = Engine(conv_path, backend="onnxruntime", tiling="probe", tile=32, tile_overlap=8)
+    assert engine.info["tiling"] == f"probe: tiles of 32 px vs whole image, max difference {verdict}"

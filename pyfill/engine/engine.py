@@ -300,7 +300,9 @@ class Engine:
         probe = self._probe_item((side, side + tile // 2))
         tiled = self._run_items([probe], force_tile=tile)[0].image
         whole = self._run_items([probe], force_tile=0)[0].image
-        diff = float(np.abs(np.asarray(tiled, np.float32) - np.asarray(whole, np.float32)).max())
+        # The probe image is uint8, so the outputs are too: the difference in grey levels, in [0, 1] units.
+        levels = 255.0 if np.asarray(whole).dtype == np.uint8 else 1.0
+        diff = float(np.abs(np.asarray(tiled, np.float32) - np.asarray(whole, np.float32)).max()) / levels
         self._may_tile = diff <= PROBE_TOLERANCE
         verdict = "agree: tiling on" if self._may_tile else "differ: tiling off"
         return f"probe: tiles of {tile} px vs whole image, max difference {diff * 255:.2f} grey levels, {verdict}"
