@@ -210,6 +210,17 @@ def sample(folder: Path, group: Group, fraction: float, seed: int) -> tuple[list
     return sorted(random.Random(seed).sample(names, k)), len(names)
 
 
+def wilson(killed: int, drawn: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) for a score measured on a random sample of
+    ``drawn`` mutants of which ``killed`` were killed."""
+    if drawn == 0:
+        return 0.0, 1.0
+    p = killed / drawn
+    centre = (p + z * z / (2 * drawn)) / (1 + z * z / drawn)
+    half = z * ((p * (1 - p) + z * z / (4 * drawn)) / drawn) ** 0.5 / (1 + z * z / drawn)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 DETECTED = ("killed", "timeout", "caught by type check", "segfault")
 
 
@@ -236,6 +247,9 @@ def score(folder: Path, group: Group) -> dict[str, dict[str, float]]:
         run = sum(v for k, v in counts.items() if k in (*DETECTED, "survived", "suspicious"))
         detected = sum(counts.get(k, 0) for k in DETECTED)
         counts["score_percent"] = round(100.0 * detected / run, 1) if run else 0.0
+        if drawn is not None and run:
+            lo, hi = wilson(int(detected), int(run))
+            counts["ci95_percent"] = [round(100 * lo, 1), round(100 * hi, 1)]
         result[file] = counts
     return result
 
