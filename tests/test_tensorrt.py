@@ -826,16 +826,14 @@ def test_the_engine_runs_a_tensorrt_engine_file_on_the_tensorrt_backend(fakes, t
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path, monkeypatch) -> None:
-    """An ONNX file on the tensorrt backend is built into an engine first (the stand-in builder
-    parses that very file); the engine's answers equal ONNX Runtime's on the same file."""
+def _stand_in_onnx(path: Path, with_manifest: bool) -> Path:
+    """The stand-in engine's function as an ONNX graph (ONNX Runtime computes it too), with the
+    stand-in manifest in its metadata or none (a foreign model)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    from pyfill.engine import Engine
     from pyfill.manifest import ONNX_METADATA_KEY
 
-    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache"))
     f = TensorProto.FLOAT
     graph = helper.make_graph(
         [helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", f, [], [2.0])),
@@ -851,9 +849,19 @@ def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path
         [helper.make_tensor_value_info("out", f, ["n", 3, "H", "W"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {ONNX_METADATA_KEY: _stand_in_manifest().to_json()})
-    path = tmp_path / "stand-in.onnx"
+    if with_manifest:
+        helper.set_model_props(model, {ONNX_METADATA_KEY: _stand_in_manifest().to_json()})
     onnx.save(model, str(path))
+    return path
+
+
+def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path, monkeypatch) -> None:
+    """An ONNX file on the tensorrt backend is built into an engine first (the stand-in builder
+    parses that very file); the engine's answers equal ONNX Runtime's on the same file."""
+    from pyfill.engine import Engine
+
+    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache"))
+    path = _stand_in_onnx(tmp_path / "stand-in.onnx", with_manifest=True)
 
     engine = Engine(path, backend="tensorrt", precision="fp32")
     assert engine.info["backend"] == "tensorrt"
@@ -870,3 +878,30 @@ def test_a_tensorrt_engine_file_runs_only_on_the_tensorrt_backend(fakes, tmp_pat
     assert Engine(path).info["backend"] == "tensorrt"  # auto
     with pytest.raises(ValueError, match="^a TensorRT engine runs only on the tensorrt backend, not onnxruntime$"):
         Engine(path, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("fp16", [True, False])
+def test_auto_precision_on_tensorrt_follows_the_manifest(fakes, tmp_path, fp16) -> None:
+    import dataclasses
+
+    from pyfill.engine import Engine
+
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"fake-engine")
+    dataclasses.replace(_stand_in_manifest(), fp16=fp16).save(path.with_suffix(".json"))
+    info = Engine(path).info
+    assert (info["backend"], info["device"], info["precision"]) == ("tensorrt", "cuda", "fp16" if fp16 else "fp32")
+
+
+def test_auto_does_not_build_foreign_models_with_tensorrt(fakes, tmp_path, monkeypatch) -> None:
+    """Where TensorRT is usable, auto builds pyfill's ONNX files with it, but runs another
+    project's ONNX file (no manifest) on a CPU runtime."""
+    from pyfill.engine import Engine
+
+    monkeypatch.setenv("PYFILL_CACHE", str(tmp_path / "cache"))
+    ours = Engine(_stand_in_onnx(tmp_path / "ours.onnx", with_manifest=True), precision="fp32")
+    assert ours.info["backend"] == "tensorrt"
+    theirs = Engine(_stand_in_onnx(tmp_path / "theirs.onnx", with_manifest=False), precision="fp32",
+                    manifest=_stand_in_manifest())
+    assert theirs.foreign and theirs.info["backend"] in ("openvino", "onnxruntime")
+    assert len(fakes.trt.builds) == 1
