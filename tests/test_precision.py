@@ -104,3 +104,19 @@ def test_torch_backend_autocasts_to_bf16_on_the_cpu(unet_files) -> None:
     assert bf16.info["precision"] == "bf16"
     d = np.abs(bf16(x).astype(int) - fp32(x).astype(int)).max()
     assert 0 < d <= 8  # rounded differently, but the same picture
+
+
+@needs_bf16
+def test_a_failed_guard_falls_back_to_fp32_on_the_same_backend_and_threads(monkeypatch) -> None:
+    """Where bf16 differs from fp32 on the probe, the engine keeps its backend and thread count
+    and runs fp32, and says why."""
+    import pyfill
+    import pyfill.engine.engine as E
+
+    monkeypatch.setattr(E, "outputs_agree", lambda got, want: (False, "restored: 9 grey levels"))
+    engine = pyfill.Engine("restore", threads=1)
+    assert (engine.info["backend"], engine.info["precision"]) == ("openvino", "fp32")
+    assert engine.backend._config["INFERENCE_NUM_THREADS"] == 1
+    assert engine.backend.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert engine.info["precision_because"] == ("fp32: bf16 was tried and differs from fp32 on a probe input "
+                                                "(restored: 9 grey levels; allowed: 2 grey levels, relative 1e-2)")
