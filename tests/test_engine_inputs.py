@@ -293,3 +293,41 @@ def test_images_the_fast_path_cannot_take_go_the_general_way() -> None:
     np.testing.assert_allclose(got, _reference_chw(rgb / 255.0, (0.0, 1.0), False), atol=1e-6)
     with pytest.raises(ValueError, match="empty"):
         I.image(s, np.zeros((0, 4, 3), np.uint8), "image", False, keep_torch=False)
+
+
+def test_the_general_path_reverses_channels_for_bgr_models_and_names_the_input() -> None:
+    s = TensorSpec("image", kind="image", channels=3, value_range=(-1.0, 1.0))
+    rgb = np.random.default_rng(5).uniform(0, 1, (4, 6, 3)).astype(np.float32)
+    for bgr in (False, True):
+        got, kind = I.image(s, rgb, "image", bgr, keep_torch=False)
+        assert isinstance(got, np.ndarray) and got.flags.c_contiguous and kind.dtype == "float32"
+        np.testing.assert_allclose(got, _reference_chw(rgb, (-1.0, 1.0), bgr), atol=1e-6)
+    with pytest.raises(ValueError, match=r"^photo\[2\]: "):
+        I.image(s, np.full((4, 6, 3), 3.0, np.float32), "photo[2]", False, keep_torch=False)
+    two = TensorSpec("image", kind="image", channels=2, colour_space="none", value_range=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"^cannot feed a 3-channel image to a 2-channel \(none\) input$"):
+        I.image(two, rgb, "image", False, keep_torch=False)
+
+
+def test_torch_images_stay_torch_where_the_backend_takes_them() -> None:
+    torch = pytest.importorskip("torch")
+    s = TensorSpec("image", kind="image", channels=3, value_range=(-1.0, 1.0))
+    chw = torch.rand(3, 5, 7)
+    want = _reference_chw(chw.permute(1, 2, 0).numpy(), (-1.0, 1.0), True)
+    kept, kind = I.image(s, chw, "image", True, keep_torch=True)
+    assert isinstance(kept, torch.Tensor) and kind.container == "torch" and kind.layout == "CHW"
+    np.testing.assert_allclose(kept.numpy(), want, atol=1e-6)
+    got, _ = I.image(s, chw, "image", True, keep_torch=False)
+    assert isinstance(got, np.ndarray) and got.shape == (3, 5, 7)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_a_bgr_model_takes_torch_images_as_it_takes_numpy(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from test_engine_default_install import conv_model
+
+    engine = Engine(conv_model(tmp_path / "foreign.onnx"), backend="onnxruntime", channel_order="bgr")
+    x = np.random.default_rng(6).uniform(0, 1, (16, 20, 3)).astype(np.float32)
+    got = engine(torch.from_numpy(x).permute(2, 0, 1).contiguous())
+    assert isinstance(got, torch.Tensor) and tuple(got.shape) == (3, 16, 20)
+    np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), engine(x), atol=1e-6)

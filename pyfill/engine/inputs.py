@@ -64,7 +64,7 @@ def image(spec: TensorSpec, value: Any, label: str, bgr: bool, keep_torch: bool)
     x, kind = P.image_to_float(value, label)
     x = P.adapt_channels(x, spec.channels, spec.colour_space)
     if bgr:
-        x = x[..., ::-1]
+        x = x.flip(-1) if P.is_torch(x) else x[..., ::-1]  # torch has no negative steps
     if P.is_torch(x):
         t: Any = x.permute(2, 0, 1)
         if not keep_torch:
