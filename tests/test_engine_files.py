@@ -159,3 +159,33 @@ def test_a_checkpoint_without_an_onnx_form_is_refused_off_the_torch_backend(tmp_
     monkeypatch.setattr(files, "locate", lambda path: files.ModelFiles(checkpoint=path, manifest=derived))
     with pytest.raises(ValueError, match=rf"^the model runs only on the torch backend \({why}\)$"):
         Engine(ckpt, backend="onnxruntime")
+
+
+def test_locate_names_the_missing_half_of_a_checkpoint_or_engine(tmp_path) -> None:
+    # (a .safetensors file without its .json is another project's checkpoint: see below)
+    (tmp_path / "a.safetensors").write_bytes(b"w")
+    (tmp_path / "b.json").write_text("{}")
+    (tmp_path / "c.engine").write_bytes(b"e")
+    with pytest.raises(FileNotFoundError, match=r"missing .*/b\.safetensors$"):
+        files.locate(tmp_path / "b.json")
+    with pytest.raises(FileNotFoundError, match=r"^a TensorRT engine needs its manifest beside it: .*/c\.json$"):
+        files.locate(tmp_path / "c.engine")
+    (tmp_path / "c.json").write_text("{}")
+    assert files.locate(tmp_path / "c.engine") == files.ModelFiles(tensorrt_engine=tmp_path / "c.engine")
+    (tmp_path / "a.json").write_text("{}")
+    assert files.locate(tmp_path / "a.json") == files.ModelFiles(checkpoint=tmp_path / "a.safetensors")
+
+
+def test_another_projects_checkpoint_is_its_onnx_export_or_a_torch_only_model(tmp_path, monkeypatch) -> None:
+    """``foreign.prepare`` (spandrel, tested in its own venv) stood in for: an exported ONNX file
+    is the model; where the export failed, the checkpoint with its derived manifest is."""
+    from pyfill import foreign
+
+    ckpt, onnx_file = tmp_path / "net.pth", tmp_path / "net.onnx"
+    ckpt.write_bytes(b"weights")
+    derived = SimpleNamespace(provenance={"onnx_export": "failed"})
+    monkeypatch.setattr(foreign, "is_foreign_file", lambda path: path == ckpt)
+    monkeypatch.setattr(foreign, "prepare", lambda path: (onnx_file, None, {}))
+    assert files.locate(ckpt) == files.ModelFiles(onnx=onnx_file)
+    monkeypatch.setattr(foreign, "prepare", lambda path: (None, derived, {}))
+    assert files.locate(ckpt) == files.ModelFiles(checkpoint=ckpt, manifest=derived)
