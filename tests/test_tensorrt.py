@@ -905,3 +905,20 @@ def test_auto_does_not_build_foreign_models_with_tensorrt(fakes, tmp_path, monke
                     manifest=_stand_in_manifest())
     assert theirs.foreign and theirs.info["backend"] in ("openvino", "onnxruntime")
     assert len(fakes.trt.builds) == 1
+
+
+def test_torch_images_reach_the_tensorrt_backend_as_tensors(fakes, tmp_path, monkeypatch) -> None:
+    """A torch image is handed to the TensorRT backend as a tensor (on a GPU it stays on the
+    device; no copy through NumPy), and the answer equals the NumPy input's."""
+    torch = pytest.importorskip("torch")
+    from pyfill.engine import Engine
+
+    engine = Engine(_stand_in_engine_file(tmp_path), backend="tensorrt", precision="fp32")
+    seen = []
+    run = engine.backend.run
+    monkeypatch.setattr(engine.backend, "run", lambda feeds: seen.append(type(feeds["image"])) or run(feeds))
+    x = np.random.default_rng(2).uniform(0, 1, (32, 48, 3)).astype(np.float32)
+    shift = np.array([0.1, -0.2, 0.3, 0.0], np.float32)
+    got = engine(torch.from_numpy(x).permute(2, 0, 1).contiguous(), shift=shift)
+    assert seen == [torch.Tensor] and isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), engine(x, shift=shift), atol=1e-6)
