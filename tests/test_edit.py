@@ -313,6 +313,118 @@ def test_bad_inputs_get_clear_errors(chain: dict[str, Path], tmp_path: Path) -> 
         Editor(encoder=tmp_path / "missing.onnx")
 
 
+def test_the_tokenizers_attribute_list_and_dict_round_trip() -> None:
+    tok = Tokenizer(["a", "smiling", "face", "old", "man"], 5,
+                    {"smile": ["a smiling face", "smiling", "a face smiling"], "age": ["an old man"]})
+    assert tok.known() == "it knows these attributes: smile (e.g. 'a smiling face' / 'smiling'); age (e.g. 'an old man')"
+    assert Tokenizer(["a", "b"]).known() == "known words: a, b"
+    again = Tokenizer.from_dict(tok.to_dict())
+    assert (again.vocabulary, again.length, again.attributes) == (tok.vocabulary, 5, tok.attributes)
+    bare = Tokenizer.from_dict({"vocabulary": ("x", "y")})
+    assert (bare.vocabulary, bare.length, bare.attributes) == (["x", "y"], 16, {})
+
+
+def _crop32(seed: int) -> np.ndarray:
+    crop = D.render_face(*D.sample_face(np.random.default_rng(seed)), size=64)
+    return cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA)
+
+
+def test_decode_is_the_decoders_output_in_grey_levels_for_any_float_latent(chain: dict[str, Path]) -> None:
+    ed = editor(chain)
+    ws = ed.latent(_crop32(5))
+    for w in (ws, 40.0 * ws):  # the second saturates: levels 0 and 255 occur
+        raw = ed.decoder(w[None].astype(np.float32))[0].transpose(1, 2, 0)
+        want = np.clip(np.rint(raw * 255.0), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(ed.decode(w), want)
+        np.testing.assert_array_equal(ed.decode(w.astype(np.float64)), want)
+    assert (ed.decode(40.0 * ws) == 0).any() and (ed.decode(40.0 * ws) == 255).any()
+
+
+def test_whole_image_editing_uses_the_strength_and_the_default_is_0_8(chain: dict[str, Path]) -> None:
+    ed = editor(chain)
+    crop = _crop32(6)
+    np.testing.assert_array_equal(ed.edit_crop(crop, "a smiling face")[0], ed.edit_crop(crop, "a smiling face", 0.8)[0])
+    for strength in (0.0, 0.3, -1.5):
+        res = ed.edit(crop, "a smiling face", strength, align=False)
+        np.testing.assert_array_equal(res.image, ed.edit_crop(crop, "a smiling face", strength)[0])
+        assert (res.model, res.faces_found, res.faces_edited, res.warnings) == ("mapper_smile", 1, 1, [])
+    for ok in (-2.0, 2.0, 0, np.float32(1.5)):
+        assert check_strength(ok) == float(ok)
+    for bad in (2.5, -2.5, 3.0):
+        with pytest.raises(ValueError, match=rf"^strength must be a finite number in \[-2, 2\], got {bad}$"):
+            check_strength(bad)
+
+
+def test_size_limits_and_image_errors_name_the_image(chain: dict[str, Path]) -> None:
+    ed = editor(chain)
+    assert ed.edit(np.full((16, 16, 3), 90, np.uint8), "a smiling face", 0.5, align=False).image.shape == (16, 16, 3)
+    with pytest.raises(ValueError, match=r"^image: too small to edit \(16 x 15 pixels; at least 16 x 16\)$"):
+        ed.edit(np.zeros((15, 16, 3), np.uint8), "a smiling face", align=False)
+    with pytest.raises(TypeError, match=r"^image: editing takes uint8 images, got float32$"):
+        ed.edit(np.zeros((40, 40, 3), np.float32), "a smiling face", align=False)
+
+
+def test_no_conditional_model_means_only_the_per_text_models(chain: dict[str, Path]) -> None:
+    ed = Editor(encoder=chain["encoder"], decoder=chain["decoder"], text_encoder=chain["text"], conditional=None,
+                mappers={"a smiling face": chain["smile"]})
+    assert ed.conditional is None
+    assert ed.edit_crop(_crop32(7), "a smiling face", 0.5)[1] == "mapper_smile"
+    with pytest.raises(UnknownTextError, match=r"^no editing model for 'a person with glasses'; texts with their own "
+                                               r"model: \['a smiling face'\]$"):
+        ed.edit_crop(_crop32(7), "a person with glasses", 0.5)
+
+
+def test_a_checkpoint_in_place_of_an_onnx_file_is_refused(chain: dict[str, Path], tmp_path: Path) -> None:
+    ckpt = tmp_path / "enc.safetensors"
+    ckpt.write_bytes(b"weights")
+    with pytest.raises(ValueError, match=r"enc\.safetensors: the editing encoder is an ONNX file \(export a checkpoint "
+                                         r"with pyfill export\)$"):
+        Editor(encoder=ckpt, decoder=chain["decoder"], text_encoder=chain["text"])
+
+
+def _face_canvas(alpha: bool) -> tuple[np.ndarray, np.ndarray]:
+    face = FR.render(*D.sample_face(np.random.default_rng(2)), size=160)
+    canvas = np.full((240, 320, 3), 90, np.uint8)
+    canvas[40:200, 80:240] = face.image
+    if alpha:
+        canvas = np.dstack([canvas, np.random.default_rng(3).integers(0, 256, (240, 320), dtype=np.uint8)])
+    return canvas, face.landmarks + np.array([80.0, 40.0])
+
+
+def test_aligned_editing_keeps_alpha_reports_what_it_did_and_follows_the_feather(chain: dict[str, Path]) -> None:
+    from pyfill.faces.analysis import FaceAnalyzer
+    from pyfill.tasks.swap import FaceWarning
+
+    canvas, lm = _face_canvas(alpha=True)
+    finds = FaceAnalyzer(LandmarkDetector(lm), None)
+    res = editor(chain, analyzer=finds).edit(canvas, "a smiling face", 1.0)
+    assert res.image.shape == (240, 320, 4)
+    np.testing.assert_array_equal(res.image[..., 3], canvas[..., 3])
+    soft = editor(chain, analyzer=finds, feather=0.3).edit(canvas, "a smiling face", 1.0)
+    assert np.abs(soft.image.astype(int) - res.image.astype(int)).max() > 0  # the paste-back mask changed
+    with pytest.warns(FaceWarning):
+        none = editor(chain, analyzer=FaceAnalyzer(LandmarkDetector(None), None)).edit(canvas, "a smiling face", 1.0)
+    assert (none.model, none.faces_found, none.faces_edited) == ("", 0, 0)
+    assert none.warnings == ["no face found in the image; it is returned unchanged (pass align=False for an aligned crop)"]
+
+
+def test_edit_builds_one_editor_per_set_of_models_or_takes_one(chain: dict[str, Path], monkeypatch) -> None:
+    from pyfill.tasks import edit as E
+
+    monkeypatch.setattr(E, "_EDITORS", {})
+    crop = _crop32(8)
+    models = {"encoder": chain["encoder"], "decoder": chain["decoder"], "text_encoder": chain["text"],
+              "conditional": chain["cond"], "mappers": {"a smiling face": chain["smile"]}}
+    a = E.edit(crop, "a smiling face", 0.4, align=False, **models)
+    b = E.edit(crop, "a smiling face", 0.4, align=False, **models)
+    assert len(E._EDITORS) == 1 and np.array_equal(a.image, b.image)
+    ed = editor(chain)
+    np.testing.assert_array_equal(E.edit(crop, "a smiling face", 0.4, align=False, editor=ed).image,
+                                  ed.edit(crop, "a smiling face", 0.4, align=False).image)
+    with pytest.raises(ValueError, match="^pass either editor= or model arguments, not both$"):
+        E.edit(crop, "a smiling face", editor=ed, encoder=chain["encoder"])
+
+
 def test_the_command_line_edits_an_aligned_crop_and_refuses_unknown_text(chain: dict[str, Path], tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:

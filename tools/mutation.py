@@ -302,7 +302,7 @@ def apply_mutant(folder: Path, file: str, key: str) -> None:
 
 
 def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: list[str] | None = None,
-            only: list[str] | None = None) -> dict[str, object]:
+            only: list[str] | None = None, with_untested: bool = False) -> dict[str, object]:
     """Run the checkout's current tests against each mutant that survived the last run of
     ``group``: the mutant is written into the scratch copy's source (``mutmut apply``), the
     group's tests run there, the source is restored. Returns the survivors now killed and those
@@ -310,11 +310,12 @@ def recheck(name: str, group: Group, work: Path, env: dict[str, str], tests: lis
     folder = work / name
     from mutmut.stats import status_by_exit_code
 
+    untested = ("no tests",) if with_untested else ()
     alive = []
     for file in group.files:
         meta = folder / "mutants" / f"{file}.meta"
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
-        alive += [k for k, v in codes.items() if status_by_exit_code[v] == "survived"
+        alive += [k for k, v in codes.items() if status_by_exit_code[v] in ("survived", *untested)
                   and (not group.mutants or any(_matches(k, g) for g in group.mutants))
                   and (not only or any(_matches(k, g) for g in only))]
     shutil.rmtree(folder / "tests")
@@ -356,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None,
                         help="with --recheck: only the survivors whose names match these globs (e.g. the functions "
                              "that did not change since the run)")
+    parser.add_argument("--with-untested", action="store_true",
+                        help="with --recheck: also run the mutants no selected test reached in the run (new tests "
+                             "may reach them; they then count as run)")
     parser.add_argument("--recheck-tests", nargs="*", default=None,
                         help="with --recheck: only these test files (the new ones; the group's other tests were "
                              "already run against every survivor)")
@@ -379,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.groups or list(GROUPS):
         group = GROUPS[name]
         if args.recheck:
-            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env, args.recheck_tests, args.only)
+            scores.setdefault(name, {})["recheck"] = recheck(name, group, args.work, env, args.recheck_tests, args.only,
+                                                         args.with_untested)
             out.write_text(json.dumps(scores, indent=2))
             r = scores[name]["recheck"]
             print(name, f"rechecked {r['rechecked']}: killed now {len(r['killed_now'])}, still alive "
