@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -449,3 +450,56 @@ def test_cli_source_without_a_face_is_a_clear_error(tmp_path: Path, byo: dict[st
     with pytest.raises(ValueError, match="no face found in the source image"):
         _run_cli(["swap", "--source", str(tmp_path / "blank.png"), str(tmp_path / "blank.png"), "-o",
                   str(tmp_path / "out"), "--model", str(byo["swapper"]), "--embedder", str(byo["embedder"])])
+
+
+# ---- found by mutation testing (tools/mutation.py swap) ------------------------------------------
+def test_a_foreign_swappers_derived_manifest_in_full(byo: dict[str, Path], tmp_path: Path) -> None:
+    """Fixed-side swappers keep their side, dynamic ones get 128; the embedding's length is
+    declared; no tiling, no fp16; a dynamic embedding length is refused with its message."""
+    from pyfill.tasks.swap import _foreign_swapper_manifest
+
+    m = _foreign_swapper_manifest(byo["swapper"])
+    assert (m.task, m.family, m.config) == ("swap", "foreign-onnx", {"source": "swapper.onnx"})
+    assert [(s.name, s.kind, s.channels, s.value_range) for s in m.inputs] == [
+        ("target", "image", 3, (0.0, 1.0)), ("source", "embedding", 1, (-1.0, 1.0))]
+    assert (m.inputs[1].length, m.inputs[1].shape) == (16, [16])
+    assert (m.size.fixed, m.size.resize, m.tiling.supported, m.fp16) == ((128, 128), "stretch", False, False)
+    torch.onnx.export(InvertingSwapper(), (torch.zeros(1, 3, 96, 96), torch.zeros(1, 16)),
+                      str(tmp_path / "dynamic.onnx"), input_names=["target", "source"], output_names=["output"],
+                      opset_version=17, dynamo=False, dynamic_axes={"target": {2: "s", 3: "s"}, "output": {2: "s", 3: "s"}})
+    assert _foreign_swapper_manifest(tmp_path / "dynamic.onnx").size.fixed == (128, 128)
+    torch.onnx.export(InvertingSwapper(), (torch.zeros(1, 3, 96, 96), torch.zeros(1, 16)),
+                      str(tmp_path / "free-length.onnx"), input_names=["target", "source"], output_names=["output"],
+                      opset_version=17, dynamo=False, dynamic_axes={"source": {1: "d"}})
+    with pytest.raises(ValueError, match=r"free-length\.onnx: the embedding input 'source' has no fixed length "
+                                         r"\(\[1, 'd'\]\)$"):
+        _foreign_swapper_manifest(tmp_path / "free-length.onnx")
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"broken\.onnx: not a readable ONNX swapper model"):
+        _foreign_swapper_manifest(tmp_path / "broken.onnx")
+
+
+def test_warnings_point_at_the_callers_line(byo: dict[str, Path]) -> None:
+    swapper = Swapper(scene(), model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo))
+    with pytest.warns(FaceWarning) as record:
+        swapper.swap_image(scene(markers=()))
+    assert [Path(w.filename).name for w in record] == [Path(__file__).name]
+
+
+def test_video_frames_are_checked_and_named(byo: dict[str, Path]) -> None:
+    swapper = Swapper(scene(), model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo))
+    with pytest.raises(TypeError, match=r"^frame must be uint8, got float32$"):
+        swapper([scene().astype(np.float32)])
+
+
+def test_without_opencv_the_restored_crop_and_the_video_path_name_the_extra(byo: dict[str, Path], monkeypatch) -> None:
+    from pyfill._core import MissingExtraError
+
+    swapper = Swapper(scene(), model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo),
+                      restore=_image_model(NearestX2(), Path(byo["swapper"]).with_name("x2.onnx")))
+    crop = scene(64, 64, markers=())
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(MissingExtraError, match=r"pyfill\[face\]"):
+        swapper.restored(crop)  # an x2 model's output is brought back with OpenCV
+    with pytest.raises(MissingExtraError, match=r"pyfill\[face\]"):
+        swapper([scene()])
