@@ -423,6 +423,14 @@ def test_edit_builds_one_editor_per_set_of_models_or_takes_one(chain: dict[str, 
                                   ed.edit(crop, "a smiling face", 0.4, align=False).image)
     with pytest.raises(ValueError, match="^pass either editor= or model arguments, not both$"):
         E.edit(crop, "a smiling face", editor=ed, encoder=chain["encoder"])
+    # align (the default) reaches the editor: the face is found, aligned and pasted back
+    from pyfill.faces.analysis import FaceAnalyzer
+
+    canvas, lm = _face_canvas(alpha=False)
+    finds = editor(chain, analyzer=FaceAnalyzer(LandmarkDetector(lm), None))
+    aligned = E.edit(canvas, "a smiling face", 1.0, editor=finds).image
+    np.testing.assert_array_equal(aligned, finds.edit(canvas, "a smiling face", 1.0, align=True).image)
+    assert not np.array_equal(aligned, finds.edit(canvas, "a smiling face", 1.0, align=False).image)
 
 
 def test_the_command_line_edits_an_aligned_crop_and_refuses_unknown_text(chain: dict[str, Path], tmp_path: Path,
