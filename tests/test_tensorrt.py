@@ -118,6 +118,8 @@ class FakeEngine:
         return self.trt.TensorIOMode.OUTPUT if name == "out" else self.trt.TensorIOMode.INPUT
 
     def get_tensor_dtype(self, name):
+        if name not in self.names:
+            raise KeyError(f"no tensor named {name!r}")  # TensorRT reports an unknown name as an error
         return self.trt.DataType.FLOAT
 
     def get_tensor_profile_shape(self, name, profile_index):
@@ -922,3 +924,78 @@ def test_torch_images_reach_the_tensorrt_backend_as_tensors(fakes, tmp_path, mon
     got = engine(torch.from_numpy(x).permute(2, 0, 1).contiguous(), shift=shift)
     assert seen == [torch.Tensor] and isinstance(got, torch.Tensor)
     np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), engine(x, shift=shift), atol=1e-6)
+
+
+
+# ---- found by mutation testing (tools/mutation.py backends) ---------------------------------------
+def test_a_blob_that_is_not_an_engine_is_refused(fakes, tmp_path) -> None:
+    path = tmp_path / "other.engine"
+    path.write_bytes(b"an engine for another GPU")
+    with pytest.raises(ValueError, match=r"other\.engine: not a TensorRT engine for this GPU/TensorRT version$"):
+        TensorRTBackend(path, precision="fp32")
+
+
+def test_inputs_of_the_wrong_rank_and_failed_executions_are_reported(backend) -> None:
+    f = feeds(1, 32, 32)
+    with pytest.raises(ValueError, match=r"^input 'image' has shape \(3, 32, 32\); the engine expects 4 dimensions$"):
+        backend.run({"image": f["image"][0], "shift": f["shift"]})
+    backend.context.execute_async_v3 = lambda stream: False
+    with pytest.raises(RuntimeError, match=r"^TensorRT execution failed \(see the TensorRT log above\)$"):
+        backend.run(f)
+
+
+def test_the_profile_maximum_itself_is_taken_and_copies_go_both_ways(fakes, backend) -> None:
+    f = feeds(1, 64, 64, seed=3)
+    np.testing.assert_allclose(backend.run(f)[0], expected(f["image"], f["shift"]), atol=1e-6)
+    assert [kind for kind, _ in fakes.cudart.copies] == ["h2d", "h2d", "d2h"]  # two inputs in, one output out
+    with pytest.raises(ProfileError, match="above the TensorRT engine's profile maximum 64 x 64"):
+        backend.run(feeds(1, 64, 65))
+
+
+def test_cuda_errors_name_the_call_that_failed(fakes, monkeypatch) -> None:
+    monkeypatch.setattr(fakes.cudart, "cudaGetDevice", lambda: (2, 0))
+    with pytest.raises(RuntimeError, match=r"^cudaGetDevice failed with CUDA error 2 "):
+        backends.current_gpu()
+    monkeypatch.setattr(fakes.cudart, "cudaGetDevice", lambda: (0, 0))
+    monkeypatch.setattr(fakes.cudart, "cudaGetDeviceProperties", lambda index: (100, None))
+    with pytest.raises(RuntimeError, match=r"^cudaGetDeviceProperties failed with CUDA error 100 "):
+        backends.current_gpu()
+    buffer = backends._HostBuffer(fakes.cudart)
+    monkeypatch.setattr(fakes.cudart, "cudaMallocHost", lambda n: (2, 0))
+    with pytest.raises(RuntimeError, match=r"^cudaMallocHost failed with CUDA error 2 "):
+        buffer.view((4, 4), np.dtype(np.float32))
+
+
+def test_edge_padding_and_batch_filling_equal_numpys() -> None:
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    want = np.pad(x, ((0, 0), (0, 0), (0, 3), (0, 2)), mode="edge")
+    np.testing.assert_array_equal(backends._pad_edge(x, 3, 2), want)
+    filled = backends._pad_batch(x, 5)
+    np.testing.assert_array_equal(filled, np.concatenate([x, x[1:2], x[1:2], x[1:2]]))
+    np.testing.assert_array_equal(backends._pad_batch(x[:0], 3), np.zeros((3, 3, 4, 5), np.float32))
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x)
+    got = backends._pad_edge(t, 3, 2)
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_array_equal(got.numpy(), want)
+    got = backends._pad_batch(t, 5)
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_array_equal(got.numpy(), filled)
+    empty = backends._pad_batch(t[:0], 3)
+    assert isinstance(empty, torch.Tensor) and empty.dtype == t.dtype
+    np.testing.assert_array_equal(empty.numpy(), np.zeros((3, 3, 4, 5), np.float32))
+
+
+def test_the_torch_backend_returns_every_output_of_a_module(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from pyfill.engine.backends import TorchBackend
+
+    class TwoOutputs(torch.nn.Module):
+        def forward(self, image):
+            return image * 2, image.mean(dim=(1, 2, 3))
+
+    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 8, 8)).astype(np.float32)
+    out = TorchBackend(TwoOutputs(), ["image"], "cpu", "fp32").run({"image": x})
+    assert len(out) == 2
+    np.testing.assert_allclose(np.asarray(out[0]), 2 * x, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out[1]), x.mean(axis=(1, 2, 3)), atol=1e-6)
