@@ -999,3 +999,36 @@ def test_the_torch_backend_returns_every_output_of_a_module(tmp_path) -> None:
     assert len(out) == 2
     np.testing.assert_allclose(np.asarray(out[0]), 2 * x, atol=1e-6)
     np.testing.assert_allclose(np.asarray(out[1]), x.mean(axis=(1, 2, 3)), atol=1e-6)
+
+
+def test_the_torch_backend_runs_any_float_module_and_input_in_the_precision_asked() -> None:
+    """A float64 module and float64 inputs run in fp32 (both are cast), and CUDA is refused
+    where torch sees none."""
+    torch = pytest.importorskip("torch")
+    from pyfill.engine.backends import TorchBackend
+
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).double()
+    x = np.random.default_rng(1).uniform(0, 1, (1, 3, 8, 8))
+    want = conv(torch.from_numpy(x)).detach().numpy()
+    backend = TorchBackend(conv, ["image"], "cpu", "fp32")
+    (got,) = backend.run({"image": x})
+    assert got.dtype == torch.float32 and next(backend.module.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match=r"^device='cuda' but torch sees no CUDA device$"):
+            TorchBackend(conv, ["image"], "cuda", "fp16")
+
+
+def test_onnxruntime_backend_defaults_and_its_cuda_refusal(tmp_path) -> None:
+    import onnxruntime as ort
+
+    from pyfill.engine.backends import OnnxRuntimeBackend
+
+    path = _stand_in_onnx(tmp_path / "m.onnx", with_manifest=True)
+    d = OnnxRuntimeBackend(path).describe()
+    assert (d["backend"], d["device"], d["precision"], d["providers"]) == ("onnxruntime", "cpu", "fp32",
+                                                                            ["CPUExecutionProvider"])
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(RuntimeError, match=r"^onnxruntime has no CUDA provider here \(providers: .*\); "
+                                               r"install onnxruntime-gpu$"):
+            OnnxRuntimeBackend(path, device="cuda")
