@@ -503,3 +503,26 @@ def test_without_opencv_the_restored_crop_and_the_video_path_name_the_extra(byo:
         swapper.restored(crop)  # an x2 model's output is brought back with OpenCV
     with pytest.raises(MissingExtraError, match=r"pyfill\[face\]"):
         swapper([scene()])
+
+
+def test_swapper_options_reach_the_swap(byo: dict[str, Path]) -> None:
+    """backend, colour_match and feather each change what runs or what comes out."""
+    kw = {"model": byo["swapper"], "embedder": byo["embedder"], "analyzer": analyzer(byo)}
+    source, target = scene(seed=1), scene(seed=2)
+    for backend in ("onnxruntime", "openvino"):
+        assert Swapper(source, backend=backend, **kw).model.engine.info["backend"] == backend
+    plain = Swapper(source, colour_match=False, **kw).swap_image(target).image
+    matched = Swapper(source, colour_match=True, **kw).swap_image(target).image
+    soft = Swapper(source, colour_match=False, feather=0.3, **kw).swap_image(target).image
+    assert np.abs(matched.astype(int) - plain.astype(int)).max() > 10
+    assert np.abs(soft.astype(int) - plain.astype(int)).max() > 10
+
+
+def test_source_and_reference_errors_name_the_image(byo: dict[str, Path]) -> None:
+    kw = {"model": byo["swapper"], "embedder": byo["embedder"], "analyzer": analyzer(byo)}
+    with pytest.raises(TypeError, match=r"^source: face swapping takes uint8 images, got float32$"):
+        Swapper(scene().astype(np.float32), **kw)
+    with pytest.raises(TypeError, match=r"^reference: face swapping takes uint8 images, got float32$"):
+        Swapper(scene(), reference=scene().astype(np.float32), **kw)
+    with pytest.raises(ValueError, match=r"^no face found in the reference image$"):
+        Swapper(scene(), reference=scene(markers=()), **kw)
