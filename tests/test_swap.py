@@ -526,3 +526,38 @@ def test_source_and_reference_errors_name_the_image(byo: dict[str, Path]) -> Non
         Swapper(scene(), reference=scene().astype(np.float32), **kw)
     with pytest.raises(ValueError, match=r"^no face found in the reference image$"):
         Swapper(scene(), reference=scene(markers=()), **kw)
+
+
+def _swap_with_manifest(byo: dict[str, Path], path: Path, inputs: list, fixed: tuple[int, int] | None) -> Path:
+    """The inverting swapper's ONNX file with a pyfill manifest (task swap) in its metadata."""
+    import onnx
+
+    from pyfill.manifest import ONNX_METADATA_KEY, Manifest, SizeRequirements, TensorSpec, Tiling
+
+    m = Manifest(task="swap", family="inverting", config={}, inputs=inputs,
+                 outputs=[TensorSpec("output", "image", 3, "rgb", (0.0, 1.0))],
+                 size=SizeRequirements(fixed=fixed, resize="stretch") if fixed else SizeRequirements(multiple_of=1),
+                 tiling=Tiling(supported=False))
+    model = onnx.load(str(byo["swapper"]))
+    onnx.helper.set_model_props(model, {ONNX_METADATA_KEY: m.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_pyfill_swapper_may_declare_its_embedding_as_a_vector_and_needs_no_fixed_size(byo: dict[str, Path],
+                                                                                         tmp_path: Path) -> None:
+    from pyfill.manifest import TensorSpec
+    from pyfill.tasks.swap import SwapModel
+
+    crop = TensorSpec("target", "image", 3, "rgb", (0.0, 1.0))
+    for kind in ("embedding", "vector"):
+        source = TensorSpec("source", kind, 1, "none", (-1.0, 1.0), length=16, shape=[16])
+        for fixed, size in (((128, 128), 128), (None, 128)):
+            model = SwapModel(_swap_with_manifest(byo, tmp_path / f"{kind}-{size}.onnx", [crop, source], fixed),
+                              backend="onnxruntime")
+            assert (model.size, model.length, model.embedding_name) == (size, 16, "source")
+    extra = TensorSpec("strength", "tensor", shape=[1])
+    path = _swap_with_manifest(byo, tmp_path / "three.onnx", [crop, TensorSpec("source", "embedding", length=16,
+                                                                                shape=[16]), extra], (128, 128))
+    with pytest.raises(ValueError, match="a swapper takes one image crop and one embedding and returns one image$"):
+        SwapModel(path, backend="onnxruntime")
