@@ -12,6 +12,7 @@ end need TensorRT, cuda-python and a GPU, and skip cleanly without them.
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -926,7 +927,6 @@ def test_torch_images_reach_the_tensorrt_backend_as_tensors(fakes, tmp_path, mon
     np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), engine(x, shift=shift), atol=1e-6)
 
 
-
 # ---- found by mutation testing (tools/mutation.py backends) ---------------------------------------
 def test_a_blob_that_is_not_an_engine_is_refused(fakes, tmp_path) -> None:
     path = tmp_path / "other.engine"
@@ -986,49 +986,23 @@ def test_edge_padding_and_batch_filling_equal_numpys() -> None:
     np.testing.assert_array_equal(empty.numpy(), np.zeros((3, 3, 4, 5), np.float32))
 
 
-def test_the_torch_backend_returns_every_output_of_a_module(tmp_path) -> None:
-    torch = pytest.importorskip("torch")
-    from pyfill.engine.backends import TorchBackend
+def test_load_tensorrt_and_cuda_python_name_the_package_and_the_extra(monkeypatch) -> None:
+    """Where TensorRT or cuda-python are missing, the error names the package and the extra,
+    and the probe says which is missing; a TensorRT that fails to import otherwise is reported."""
+    from pyfill._core import MissingExtraError
 
-    class TwoOutputs(torch.nn.Module):
-        def forward(self, image):
-            return image * 2, image.mean(dim=(1, 2, 3))
+    for name in ("tensorrt", "cuda", "cuda.bindings", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(MissingExtraError, match=r"^this feature needs the Python package 'tensorrt', which is not "
+                                                r"installed; install it with: pip install 'pyfill\[tensorrt\]'$"):
+        backends.load_tensorrt()
+    with pytest.raises(MissingExtraError, match=r"'cuda\.cudart', which is not installed; .*pyfill\[tensorrt\]"):
+        backends._cudart()
+    assert tensorrt_usable() == (False, "TensorRT is not installed (pip install 'pyfill[tensorrt]')")
+    monkeypatch.setattr(backends, "load_tensorrt", lambda: SimpleNamespace())
+    assert tensorrt_usable() == (False, "cuda-python is not installed (pip install 'pyfill[tensorrt]')")
 
-    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 8, 8)).astype(np.float32)
-    out = TorchBackend(TwoOutputs(), ["image"], "cpu", "fp32").run({"image": x})
-    assert len(out) == 2
-    np.testing.assert_allclose(np.asarray(out[0]), 2 * x, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(out[1]), x.mean(axis=(1, 2, 3)), atol=1e-6)
-
-
-def test_the_torch_backend_runs_any_float_module_and_input_in_the_precision_asked() -> None:
-    """A float64 module and float64 inputs run in fp32 (both are cast), and CUDA is refused
-    where torch sees none."""
-    torch = pytest.importorskip("torch")
-    from pyfill.engine.backends import TorchBackend
-
-    conv = torch.nn.Conv2d(3, 3, 3, padding=1).double()
-    x = np.random.default_rng(1).uniform(0, 1, (1, 3, 8, 8))
-    want = conv(torch.from_numpy(x)).detach().numpy()
-    backend = TorchBackend(conv, ["image"], "cpu", "fp32")
-    (got,) = backend.run({"image": x})
-    assert got.dtype == torch.float32 and next(backend.module.parameters()).dtype == torch.float32
-    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match=r"^device='cuda' but torch sees no CUDA device$"):
-            TorchBackend(conv, ["image"], "cuda", "fp16")
-
-
-def test_onnxruntime_backend_defaults_and_its_cuda_refusal(tmp_path) -> None:
-    import onnxruntime as ort
-
-    from pyfill.engine.backends import OnnxRuntimeBackend
-
-    path = _stand_in_onnx(tmp_path / "m.onnx", with_manifest=True)
-    d = OnnxRuntimeBackend(path).describe()
-    assert (d["backend"], d["device"], d["precision"], d["providers"]) == ("onnxruntime", "cpu", "fp32",
-                                                                            ["CPUExecutionProvider"])
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        with pytest.raises(RuntimeError, match=r"^onnxruntime has no CUDA provider here \(providers: .*\); "
-                                               r"install onnxruntime-gpu$"):
-            OnnxRuntimeBackend(path, device="cuda")
+    def broken():
+        raise RuntimeError("libnvinfer.so.10: cannot open shared object file")
+    monkeypatch.setattr(backends, "load_tensorrt", broken)
+    assert tensorrt_usable() == (False, "TensorRT does not import (libnvinfer.so.10: cannot open shared object file)")
