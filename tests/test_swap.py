@@ -497,6 +497,7 @@ def test_without_opencv_the_restored_crop_and_the_video_path_name_the_extra(byo:
 
     swapper = Swapper(scene(), model=byo["swapper"], embedder=byo["embedder"], analyzer=analyzer(byo),
                       restore=_image_model(NearestX2(), Path(byo["swapper"]).with_name("x2.onnx")))
+    assert swapper.restorer.tile == 0  # a crop is restored whole, never in tiles
     crop = scene(64, 64, markers=())
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(MissingExtraError, match=r"pyfill\[face\]"):
