@@ -128,6 +128,10 @@ GROUPS: dict[str, Group] = {
                          "pyfill.engine.engine.xǁEngineǁ_run_group*", "pyfill.engine.engine.xǁEngineǁ_run_items*",
                          "pyfill.engine.engine.xǁEngineǁ_run_spatial*", "pyfill.engine.engine.xǁEngineǁ_tile_for*",
                          "pyfill.engine.engine.xǁEngineǁ_probe_item*")),
+    # the ops wrappers around the compiled degradation and stroke-grid kernels
+    "degrade": Group(("pyfill/ops/degrade.py",), ("tests/test_degrade_ops.py", "tests/test_degrade_pipeline.py")),
+    "stroke_grid": Group(("pyfill/ops/stroke_grid.py",), ("tests/test_stroke_grid.py",
+                                                          "tests/test_generate_smooth_strokes.py")),
     "swap": Group(("pyfill/tasks/swap.py",), ("tests/test_swap.py",)),
     "edit": Group(("pyfill/tasks/edit.py",), ("tests/test_edit.py",)),
     "export": Group(("pyfill/export.py",), ("tests/test_engine.py", "tests/test_tensorrt.py", "tests/test_export_static.py",
