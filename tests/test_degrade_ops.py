@@ -416,3 +416,55 @@ def test_assume_finite_is_scoped_and_never_skips_the_host_check(batch: np.ndarra
         assert degrade_ops._ASSUME_FINITE.get()
         raise RuntimeError("inside")
     assert not degrade_ops._ASSUME_FINITE.get()
+
+
+# ---- found by mutation testing (tools/mutation.py degrade) ---------------------------------------
+def test_motion_kernels_of_length_4_and_1_equal_their_hand_computed_weights() -> None:
+    """Length 4 at 0 degrees: 17 samples 0.25 px apart from x = 0 to 4, each split bilinearly
+    between its two pixels, give the middle row [2.5, 4, 4, 4, 2.5] / 17 of a 5 x 5 kernel;
+    at 90 degrees the same column. Length 1: 5 samples from 0.5 to 1.5 give [0.75, 3.5, 0.75] / 5."""
+    row = np.array([2.5, 4, 4, 4, 2.5]) / 17
+    want = np.zeros((5, 5))
+    want[2] = row
+    for angle, expected in ((0.0, want), (180.0, want), (90.0, want.T), (-90.0, want.T)):
+        k = ops.motion_kernel(4.0, angle)
+        assert k.dtype == np.float32 and k.shape == (5, 5)
+        np.testing.assert_allclose(k, expected, atol=1e-6, err_msg=str(angle))
+    one = np.zeros((3, 3))
+    one[1] = [0.15, 0.7, 0.15]
+    np.testing.assert_allclose(ops.motion_kernel(1.0, 0.0), one, atol=1e-6)
+    np.testing.assert_array_equal(ops.motion_kernel(0.999, 30.0), np.ones((1, 1), np.float32))
+
+
+def test_gaussian_kernels_are_float32_opencvs_and_bounded() -> None:
+    for ksize in (1, 5, 11):
+        k = ops.gaussian_kernel(ksize)
+        assert k.dtype == np.float32
+        np.testing.assert_allclose(k, cv2.getGaussianKernel(ksize, 0).ravel(), atol=1e-6)
+    with pytest.raises(ValueError, match="ksize"):
+        ops.gaussian_kernel(ops.degrade.MAX_KSIZE + 2)
+
+
+def test_seeds_take_the_whole_unsigned_64_bit_range() -> None:
+    img = np.full((4, 4, 3), 128, np.uint8)
+    top = ops.add_salt_pepper(img, 0.5, seed=2**64 - 1)
+    assert top.shape == img.shape
+    np.testing.assert_array_equal(ops.add_salt_pepper(img, 0.5), ops.add_salt_pepper(img, 0.5, seed=0))
+    for bad in (2**64, -1):
+        with pytest.raises(ValueError, match="seed"):
+            ops.add_salt_pepper(img, 0.5, seed=bad)
+
+
+def test_torch_images_are_checked_for_nan() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(4, 4, 3)
+    assert ops.degrade.has_nan(x) is False
+    x[1, 2, 0] = float("nan")
+    assert ops.degrade.has_nan(x) is True
+
+
+@pytest.mark.parametrize("op, call", [("gaussian_blur", lambda x: ops.gaussian_blur(x, 3)),
+                                      ("add_poisson_noise", lambda x: ops.add_poisson_noise(x, 10.0))])
+def test_errors_name_the_operation(op, call) -> None:
+    with pytest.raises(TypeError, match=rf"^{op}: images must be uint8 or float32, got float64$"):
+        call(np.zeros((4, 4, 3)))
