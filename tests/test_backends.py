@@ -110,3 +110,31 @@ def test_openvino_keeps_one_infer_request_per_thread() -> None:
     t.start()
     t.join()
     assert other[0] is not first and len(made) == 2
+
+
+def test_a_model_with_a_scalar_first_input_has_no_batch_limit(tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from pyfill.engine.backends import OnnxRuntimeBackend
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "scalar",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "scalar.onnx"))
+    assert OnnxRuntimeBackend(tmp_path / "scalar.onnx").max_batch is None
+
+
+def test_openvino_missing_is_a_broken_install(tmp_path, monkeypatch) -> None:
+    """OpenVINO is a core dependency: without it the error says to reinstall pyfill."""
+    import sys
+
+    from pyfill._core import MissingExtraError
+    from pyfill.engine.backends import OpenVINOBackend
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(MissingExtraError, match=r"^the Python package 'openvino' is a dependency of pyfill but cannot "
+                                                r"be imported .*reinstall pyfill"):
+        OpenVINOBackend(_stand_in_onnx(tmp_path / "m.onnx", with_manifest=True))

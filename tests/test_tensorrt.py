@@ -1006,3 +1006,13 @@ def test_load_tensorrt_and_cuda_python_name_the_package_and_the_extra(monkeypatc
         raise RuntimeError("libnvinfer.so.10: cannot open shared object file")
     monkeypatch.setattr(backends, "load_tensorrt", broken)
     assert tensorrt_usable() == (False, "TensorRT does not import (libnvinfer.so.10: cannot open shared object file)")
+
+
+def test_a_failed_copy_back_names_the_call(fakes, backend, monkeypatch) -> None:
+    copy = fakes.cudart.cudaMemcpyAsync
+
+    def failing_back(dst, src, n, kind, stream):
+        return (700,) if kind == "d2h" else copy(dst, src, n, kind, stream)
+    monkeypatch.setattr(fakes.cudart, "cudaMemcpyAsync", failing_back)
+    with pytest.raises(RuntimeError, match=r"^cudaMemcpyAsync failed with CUDA error 700 "):
+        backend.run(feeds(1, 32, 32))
