@@ -478,3 +478,22 @@ def test_cuda_synthesis_equals_cpu(torch_cuda, dtype: type) -> None:
         gpu = stroke_grid_from_image(torch.from_numpy(images).cuda(), grid=grid, drop=drop, seed=seed).cpu().numpy()
         np.testing.assert_array_equal(gpu[..., 0], cpu[..., 0])
         np.testing.assert_allclose(gpu, cpu, rtol=1e-6, atol=0)
+
+
+# ---- found by mutation testing (tools/mutation.py stroke_grid) -----------------------------------
+def test_argument_errors_name_the_argument() -> None:
+    from pyfill import ops
+
+    strokes = np.zeros((18, 18, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"^grid: expected a pair of ints \(S1, S2\), got \(True, 9\)$"):
+        ops.stroke_grid(strokes, grid=(True, 9))
+    with pytest.raises(TypeError, match=r"^grid: expected a pair of ints \(S1, S2\), got \(9, False\)$"):
+        ops.stroke_grid(strokes, grid=(9, False))
+    with pytest.raises(ValueError, match=r"^strokes: integer pixels must lie in \[0, 255\]$"):
+        ops.stroke_grid(np.full((18, 18, 3), 300, np.int32))
+    with pytest.raises(TypeError, match=r"^occupancy: expected a numeric array, got dict$"):
+        ops.stroke_grid(strokes, occupancy={"mask": 1})
+    with pytest.raises(TypeError, match=r"^images: expected a numeric array, got dict$"):
+        ops.stroke_grid_from_image({"photo": 1})
+    with pytest.raises(ValueError, match=r"^features: expected shape \(B, S1, S2, 8\) or \(S1, S2, 8\), got \(\)$"):
+        ops.stroke_grid_latent([1.0, 2.0])
