@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import cv2
 import numpy as np
@@ -468,3 +469,15 @@ def test_torch_images_are_checked_for_nan() -> None:
 def test_errors_name_the_operation(op, call) -> None:
     with pytest.raises(TypeError, match=rf"^{op}: images must be uint8 or float32, got float64$"):
         call(np.zeros((4, 4, 3)))
+
+
+def test_numbers_and_sizes_are_checked_with_their_names() -> None:
+    for bad, kind in ((True, "bool"), ("3", "str"), (None, "NoneType")):
+        with pytest.raises(TypeError, match=rf"^length must be a number, got {kind}$"):
+            ops.motion_kernel(bad, 0.0)
+    img = np.zeros((4, 4, 3), np.uint8)
+    for size, message in (((4, 0), "width must be >= 1, got 0"), ((0, 4), "height must be >= 1, got 0"),
+                          ((4, -2), "width must be >= 1, got -2")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            ops.resize(img, size)
+    assert ops.resize(img, (1, 1)).shape == (1, 1, 3)
