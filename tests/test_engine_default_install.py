@@ -13,19 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from references import engine_backends
 
 from pyfill.engine import Engine
-from pyfill.manifest import (
-    FORMAT_VERSION,
-    ONNX_METADATA_KEY,
-    Manifest,
-    ManifestError,
-    SizeRequirements,
-    TensorSpec,
-    Tiling,
-    read_onnx_manifest,
-)
+from pyfill.manifest import FORMAT_VERSION, ONNX_METADATA_KEY, Manifest, ManifestError, SizeRequirements, TensorSpec, Tiling
+from pyfill.manifest import read_onnx_manifest
+from references import engine_backends
 
 cv2 = pytest.importorskip("cv2")
 onnx = pytest.importorskip("onnx")
