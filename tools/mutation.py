@@ -4,6 +4,8 @@ tests that target it.
     python tools/mutation.py                 # every group
     python tools/mutation.py tiling manifest # some groups
     python tools/mutation.py --list
+    python tools/mutation.py swap --sample 0.15 --seed 0   # a uniform random 15% of the group's mutants
+    python tools/mutation.py swap --recheck --with-untested --recheck-tests tests/test_swap.py
 
 Each group runs in its own scratch copy of the repository (``--work``, default
 ``/tmp/pyfill-mutation/GROUP``): pyfill/, training/, tests/ and pyproject.toml are copied and the
