@@ -4,6 +4,8 @@
   from the file's manifest (family and config) with the weights read from the file's
   initializers, so a shipped model can be run directly in torch whatever its architecture.
 - :func:`engine_backends`: every Engine backend installed here.
+- :func:`save_graph`: a small ONNX graph written to a file (opset 17), with a pyfill manifest in
+  its metadata when one is given.
 - :func:`generate_reference`: a generation model's answer for a label map of any size computed
   without pyfill's pre- and post-processing: OpenCV's nearest resize of the labels to the
   model's fixed size, ONNX Runtime on the file itself, OpenCV's bilinear resize back.
@@ -17,7 +19,28 @@ from typing import Any
 
 import numpy as np
 
-from pyfill.manifest import Manifest, read_onnx_manifest
+from pyfill.manifest import ONNX_METADATA_KEY, Manifest, read_onnx_manifest
+
+
+
+def save_graph(path: str | Path, nodes: list[Any], inputs: list[tuple[str, list[Any]]],
+               outputs: list[tuple[str, list[Any]]], initializers: list[Any] = (),  # type: ignore[assignment]
+               manifest: Manifest | None = None) -> Path:
+    """Write a small ONNX graph (opset 17, IR version 8) to ``path``: ``inputs`` and ``outputs``
+    are (name, shape) pairs of float32 tensors; ``manifest`` goes into the file's metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(list(nodes), Path(path).stem,
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+                              list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if manifest is not None:
+        helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
+    onnx.save(model, str(path))
+    return Path(path)
 
 
 def engine_backends(torch_too: bool = True) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from references import save_graph
 from test_tensorrt import _stand_in_onnx
 
 
@@ -60,19 +61,13 @@ def test_onnxruntime_backend_defaults_and_its_cuda_refusal(tmp_path) -> None:
             OnnxRuntimeBackend(path, device="cuda")
 
 
-def _fixed_batch_conv(path: Path, batch: int) -> Path:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+def _fixed_batch_conv(path: Path, batch: int | str) -> Path:
+    pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
 
     w = numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32) / 3, "w")
     dims = [batch, 3, "h", "w"]
-    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["out"])], "mix",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, dims)], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, [helper.make_node("Conv", ["image", "w"], ["out"])], [("image", dims)], [("out", dims)], [w])
 
 
 def test_cpu_backends_read_a_fixed_batch_and_take_their_thread_count(tmp_path) -> None:
@@ -113,18 +108,13 @@ def test_openvino_keeps_one_infer_request_per_thread() -> None:
 
 
 def test_a_model_with_a_scalar_first_input_has_no_batch_limit(tmp_path) -> None:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    pytest.importorskip("onnx")
+    from onnx import helper
 
     from pyfill.engine.backends import OnnxRuntimeBackend
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "scalar",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "scalar.onnx"))
-    assert OnnxRuntimeBackend(tmp_path / "scalar.onnx").max_batch is None
+    path = save_graph(tmp_path / "scalar.onnx", [helper.make_node("Identity", ["x"], ["y"])], [("x", [])], [("y", [])])
+    assert OnnxRuntimeBackend(path).max_batch is None
 
 
 def test_openvino_missing_is_a_broken_install(tmp_path, monkeypatch) -> None:

@@ -15,6 +15,8 @@ import pytest
 from pyfill import export
 from pyfill.engine import backends, files, selection
 
+spec = importlib.util.find_spec  # the real one, kept before tests replace it
+
 
 def _cpuinfo_bf16() -> bool:
     text = Path("/proc/cpuinfo").read_text()
@@ -48,8 +50,6 @@ def test_cpu_bf16_falls_back_to_openvino_without_proc(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else spec(name))
     assert selection.cpu_has_bf16() is False
 
-
-spec = importlib.util.find_spec
 
 
 def _forbid_cuda_probes(monkeypatch) -> None:

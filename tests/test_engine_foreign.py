@@ -11,25 +11,22 @@ import numpy as np
 import pytest
 
 from pyfill.engine import Engine
+from references import save_graph
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper, numpy_helper  # noqa: E402
 
 
 def resize_model(path: Path, in_shape: list, out_shape: list, scales: list[float], extra_input: bool = False) -> Path:
     """A nearest-neighbour Resize by ``scales`` (one per axis of the declared input)."""
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)]
+    inputs = [("x", in_shape)]
     nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")]
     if extra_input:
-        inputs.append(helper.make_tensor_value_info("bias", TensorProto.FLOAT, [1]))
+        inputs.append(("bias", [1]))
         nodes = [helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="nearest"),
                  helper.make_node("Add", ["r", "bias"], ["y"])]
-    graph = helper.make_graph(nodes, "resize", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
-                              [numpy_helper.from_array(np.array(scales, np.float32), "scales")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, nodes, inputs, [("y", out_shape)],
+                      [numpy_helper.from_array(np.array(scales, np.float32), "scales")])
 
 
 def picture(h: int, w: int, c: int = 3) -> np.ndarray:
@@ -97,13 +94,8 @@ def test_from_pretrained_takes_names_and_passes_options_on() -> None:
 
 def concat_model(path: Path, in_shape: list, out_shape: list, copies: int, axis: int) -> Path:
     """The input repeated ``copies`` times along ``axis`` (e.g. gray -> 3 channels)."""
-    graph = helper.make_graph([helper.make_node("Concat", ["x"] * copies, ["y"], axis=axis)], "concat",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, [helper.make_node("Concat", ["x"] * copies, ["y"], axis=axis)], [("x", in_shape)],
+                      [("y", out_shape)])
 
 
 def test_the_derived_manifest_in_full(tmp_path: Path) -> None:
@@ -143,13 +135,9 @@ def test_unknown_channel_counts_and_axes(tmp_path: Path) -> None:
     rgba = concat_model(tmp_path / "rgba.onnx", [1, 4, 8, 8], [2, 4, 8, 8], 2, axis=0)
     m = foreign_manifest(rgba, "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
     assert (m.inputs[0].channels, m.inputs[0].colour_space) == (4, "none")
-    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["y"], axis=1)], "flat",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "flat_out.onnx"))
-    m = foreign_manifest(tmp_path / "flat_out.onnx", "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
+    flat = save_graph(tmp_path / "flat_out.onnx", [helper.make_node("Flatten", ["x"], ["y"], axis=1)],
+                      [("x", [1, 1, 8, 8])], [("y", [1, 64])])
+    m = foreign_manifest(flat, "NCHW", "rgb", (0.0, 1.0), (0.0, 1.0))
     assert (m.outputs[0].channels, m.outputs[0].colour_space) == (1, "gray")
 
 

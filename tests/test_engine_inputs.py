@@ -10,6 +10,7 @@ import pytest
 from pyfill.engine import inputs as I
 from pyfill.engine.engine import Engine
 from pyfill.manifest import TensorSpec
+from references import save_graph
 
 
 def spec(kind: str, **kw) -> TensorSpec:
@@ -141,27 +142,18 @@ def test_call_arguments_are_checked_by_name(tmp_path) -> None:
 
 def shifted_model(path):
     """image (N, 3, H, W) + shift (N, 3) per channel, with a pyfill manifest."""
-    import onnx
     from onnx import TensorProto, helper
 
-    from pyfill.manifest import ONNX_METADATA_KEY, Manifest
+    from pyfill.manifest import Manifest
 
-    graph = helper.make_graph(
-        [helper.make_node("Unsqueeze", ["shift", "axes"], ["s4"]), helper.make_node("Add", ["image", "s4"], ["out"])],
-        "shifted",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"]),
-         helper.make_tensor_value_info("shift", TensorProto.FLOAT, ["n", 3])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     manifest = Manifest(task="restore", family="shifted", config={},
                         inputs=[TensorSpec("image", "image", 3, "rgb", (0.0, 1.0)),
                                 TensorSpec("shift", "vector", length=3)],
                         outputs=[TensorSpec("out", "image", 3, "rgb", (0.0, 1.0))])
-    helper.set_model_props(model, {ONNX_METADATA_KEY: manifest.to_json()})
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, [helper.make_node("Unsqueeze", ["shift", "axes"], ["s4"]),
+                             helper.make_node("Add", ["image", "s4"], ["out"])],
+                      [("image", ["n", 3, "h", "w"]), ("shift", ["n", 3])], [("out", ["n", 3, "h", "w"])],
+                      [helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])], manifest)
 
 
 def test_a_batch_is_led_by_the_image_and_other_inputs_broadcast_or_match(tmp_path) -> None:

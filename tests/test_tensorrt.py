@@ -22,6 +22,7 @@ import pytest
 
 from pyfill.engine import backends
 from pyfill.engine.backends import ProfileError, TensorRTBackend, tensorrt_usable
+from references import save_graph
 
 SCALE = 2  # the stand-in model upsamples by 2
 
@@ -832,13 +833,12 @@ def test_the_engine_runs_a_tensorrt_engine_file_on_the_tensorrt_backend(fakes, t
 def _stand_in_onnx(path: Path, with_manifest: bool) -> Path:
     """The stand-in engine's function as an ONNX graph (ONNX Runtime computes it too), with the
     stand-in manifest in its metadata or none (a foreign model)."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    from pyfill.manifest import ONNX_METADATA_KEY
-
     f = TensorProto.FLOAT
-    graph = helper.make_graph(
+    return save_graph(
+        path,
         [helper.make_node("Constant", [], ["two"], value=helper.make_tensor("two", f, [], [2.0])),
          helper.make_node("Mul", ["image", "two"], ["doubled"]),
          helper.make_node("ReduceMean", ["shift"], ["m"], axes=[1], keepdims=1),
@@ -847,15 +847,8 @@ def _stand_in_onnx(path: Path, with_manifest: bool) -> Path:
          helper.make_node("Add", ["doubled", "m4"], ["shifted"]),
          helper.make_node("Constant", [], ["scales"], value=helper.make_tensor("scales", f, [4], [1, 1, SCALE, SCALE])),
          helper.make_node("Resize", ["shifted", "", "scales"], ["out"], mode="nearest")],
-        "stand-in",
-        [helper.make_tensor_value_info("image", f, ["n", 3, "h", "w"]), helper.make_tensor_value_info("shift", f, ["n", 4])],
-        [helper.make_tensor_value_info("out", f, ["n", 3, "H", "W"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if with_manifest:
-        helper.set_model_props(model, {ONNX_METADATA_KEY: _stand_in_manifest().to_json()})
-    onnx.save(model, str(path))
-    return path
+        [("image", ["n", 3, "h", "w"]), ("shift", ["n", 4])], [("out", ["n", 3, "H", "W"])],
+        manifest=_stand_in_manifest() if with_manifest else None)
 
 
 def test_the_engine_builds_an_onnx_file_for_the_tensorrt_backend(fakes, tmp_path, monkeypatch) -> None:

@@ -217,15 +217,13 @@ def sample(folder: Path, group: Group, fraction: float, seed: int) -> tuple[list
     return sorted(random.Random(seed).sample(names, k)), len(names)
 
 
-def wilson(killed: int, drawn: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval (95% by default) for a score measured on a random sample of
+def wilson(killed: int, drawn: int) -> tuple[float, float]:
+    """The Wilson score 95% interval (SciPy's) for a score measured on a random sample of
     ``drawn`` mutants of which ``killed`` were killed."""
-    if drawn == 0:
-        return 0.0, 1.0
-    p = killed / drawn
-    centre = (p + z * z / (2 * drawn)) / (1 + z * z / drawn)
-    half = z * ((p * (1 - p) + z * z / (4 * drawn)) / drawn) ** 0.5 / (1 + z * z / drawn)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from scipy.stats import binomtest
+
+    ci = binomtest(killed, drawn).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 DETECTED = ("killed", "timeout", "caught by type check", "segfault")
