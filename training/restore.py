@@ -5,6 +5,10 @@ Pairs are made on the fly: random clean crops (``data.crop`` square, default 256
 overrides) on the training device. Each step's pipeline is seeded from (seed, step, rank), so a
 resumed run sees the same pairs as an uninterrupted one.
 
+``init``: a restore checkpoint or exported restore ONNX file (e.g. the shipped model) whose
+generator weights start the run instead of the identity initialisation, for fine-tuning; the
+``model`` settings must match it. A resumed run continues from its own checkpoint.
+
 Two phases:
   1. discriminator pre-training (``d_pretrain_steps`` steps, G untouched): D learns clean ->
      real, degraded and generated -> fake (BCE on D's patch logits);
@@ -35,6 +39,7 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "amp": True,
     "threads": 0,
     "out": "runs/restore",
+    "init": "",
     "model": {"base": 32, "depth": 4, "disc_base": 32, "disc_layers": 3},
     "data": {"folders": [], "package_images": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field",
                                                "retina", "stereo_motorcycle"],
@@ -142,6 +147,19 @@ class JointTrainer:
         return self.joint_step(degraded, clean)
 
 
+def init_generator(net: Restorer, source: str) -> None:
+    """Load the generator weights of ``source`` (a restore checkpoint or exported restore ONNX
+    file) into ``net``; ValueError when its generator is shaped differently."""
+    from training.restore_gate import generator_state
+
+    state, _ = generator_state(source)
+    try:
+        net.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"init: {source} has a generator of another shape than this run's model settings "
+                         f"({str(exc).splitlines()[0]})") from exc
+
+
 def step_pipeline(config: dict[str, Any], step: int, rank: int) -> Pipeline:
     """The degradation pipeline of one step on one rank (seeded from seed, step and rank)."""
     data = config["data"]
@@ -177,7 +195,10 @@ def train(config: dict[str, Any], resume: bool = False) -> dict[str, Any]:
 def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str, Any]:
     seed = int(config["seed"])
     H.seed_everything(seed)
-    net = build_model("restore", config["model"]).to(ctx.device)
+    net = build_model("restore", config["model"])
+    if config["init"]:
+        init_generator(net, config["init"])
+    net = net.to(ctx.device)
     manifest = make_manifest("restore", config["model"])
     data_cfg = config["data"]
     crop = int(data_cfg["crop"])
