@@ -120,6 +120,36 @@ def test_runs_resume_where_they_stopped(runs: Path, tmp_path: Path) -> None:
     assert [int(r["step"]) for r in csv.DictReader(open(out / "log.csv"))][-4:] == [31, 32, 33, 34]
 
 
+@torch.no_grad()
+def _param_error(runs: Path, encoder_file: Path) -> float:
+    """Mean squared distance of E(render) from the decoder's mapping of the render's own
+    parameters, over the validation faces."""
+    from pyfill.export import load_checkpoint
+    from training import edit_data as D
+    from training.edit_decoder import param_z
+    from training.matcher import to_unit
+
+    gen = edit_encoder.load_generator(runs / "decoder" / "edit_generator.safetensors")
+    encoder = load_checkpoint(encoder_file)[0].eval()
+    faces = D.make_faces(1, 16, SIZE, runs / "data")
+    return float((encoder(to_unit(faces.images)) - gen.ws(param_z(faces.params))).pow(2).mean())
+
+
+def test_the_parameter_term_pulls_the_encoder_to_the_renders_own_latents(runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "enc_param"
+    edit_encoder.train(_config(edit_encoder, out, **{
+        "data.count": 48, "data.val_count": 16, "data.cache": str(runs / "data"),
+        "decoder": str(runs / "decoder" / "edit_generator.safetensors"), "model.size": SIZE, "model.base": 8,
+        "model.cap": 16, "model.hidden": 32, "data.batch": 8, "max_steps": 30, "checkpoint_every": 30,
+        "sample_every": 0, "lr": 0.002, "k_param": 20.0}))
+    param = _column(out, "param")
+    assert (param > 0).all() and _decreased(param)
+    assert (_column(runs / "encoder", "param") == 0).all()  # off by default
+    # the same run without the term lands further from the renders' latents
+    assert _param_error(runs, out / "edit_encoder.safetensors") < \
+        0.8 * _param_error(runs, runs / "encoder" / "edit_encoder.safetensors")
+
+
 def test_a_mismatched_decoder_is_refused(runs: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must match the decoder"):
         edit_encoder.train(_config(edit_encoder, tmp_path / "e", **{

@@ -10,7 +10,12 @@ is the identity encoder the face swap ships (``face_id``, fed the 64 crop upsamp
 ArcFace-128 frame and its centre 112 crop). ``k_latent`` > 0 adds, on a second half-batch of
 images the decoder draws from known latents w (the mapping of other faces' parameter vectors),
 ``k_latent * mean((E(G(w)) - w)^2)``, which keeps E's output near the latents the decoder was
-trained on (0 = loss4 only).
+trained on. ``k_param`` > 0 adds ``k_param * mean((E(x) - w_x)^2)`` on the renders themselves,
+w_x = the decoder's mapping of the render's own exact parameters (the latent the decoder was
+taught to draw that face from), over the samples of the batch that are not mirrored (a mirrored
+render has no known parameters). Both terms are regression targets the renderer gives for free;
+``k_param`` makes E start from the decoder's own reconstruction of each face instead of
+searching for it through the frozen decoder (0 for both = loss4 only).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
     "k_id": 1.0,
     "k_pix": 1.0,
     "k_latent": 0.1,
+    "k_param": 0.0,
     "lr": 5e-4,
     "max_steps": 2000,
     "log_every": 10,
@@ -56,7 +62,7 @@ DEFAULTS: dict[str, Any] = H.with_harness_defaults({
 DEFAULTS["ema"]["decay"] = 0.0
 DEFAULTS["val_batches"] = 1
 
-LOSS_FIELDS = ("loss", "id", "pix", "latent")
+LOSS_FIELDS = ("loss", "id", "pix", "latent", "param")
 
 
 class IdentityDistance(nn.Module):
@@ -143,24 +149,34 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
     net = ctx.wrap(encoder)
     batch = H.process_batch(config, ctx)
     k_id, k_pix, k_lat = float(config["k_id"]), float(config["k_pix"]), float(config["k_latent"])
+    k_par = float(config["k_param"])
 
-    def batches(step: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batches(step: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
         idx = torch.randint(len(data), (batch,), generator=g).numpy()
         x = to_unit(data.images[idx])
         flip = torch.rand(batch, generator=g) < 0.5
         other = torch.randint(len(data), (batch // 2,), generator=g).numpy()
-        return torch.where(flip[:, None, None, None], x.flip(3), x), param_z(data.params[other])
+        return (torch.where(flip[:, None, None, None], x.flip(3), x), param_z(data.params[other]),
+                param_z(data.params[idx]), flip)
 
-    def loss4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = decoder(net(x))
+    def loss4(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = decoder(w)
         ids = ident.distance(x, y).mean()
         pix = F.l1_loss(y, x)
         return k_id * ids + k_pix * pix, ids, pix
 
-    def step(s: int, b: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        def loss_fn(part: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-            x, z = part
-            loss, ids, pix = loss4(x)
+    def step(s: int, b: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        def loss_fn(part: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
+            x, z, z_self, flip = part
+            w = net(x)
+            loss, ids, pix = loss4(x, w)
+            par = torch.zeros((), device=x.device)
+            keep = ~flip.to(x.device)
+            if k_par > 0 and bool(keep.any()):
+                with torch.no_grad():
+                    target = gen.ws(z_self[keep])
+                par = (w[keep] - target).pow(2).mean()
+                loss = loss + k_par * par
             lat = torch.zeros((), device=x.device)
             if k_lat > 0 and len(z):
                 with torch.no_grad():
@@ -168,7 +184,8 @@ def _train(config: dict[str, Any], resume: bool, ctx: H.DistContext) -> dict[str
                     synth = decoder(ws)
                 lat = (net(synth) - ws).pow(2).mean()
                 loss = loss + k_lat * lat
-            return loss, {"loss": loss.detach(), "id": ids.detach(), "pix": pix.detach(), "latent": lat.detach()}
+            return loss, {"loss": loss.detach(), "id": ids.detach(), "pix": pix.detach(), "latent": lat.detach(),
+                          "param": par.detach()}
         return {k: ctx.mean(v) for k, v in updater.update("e", b, loss_fn).items()}
 
     def validate() -> dict[str, float]:
