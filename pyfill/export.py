@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -254,10 +254,18 @@ def export_onnx(
 
 def _unique_temp(target: Path) -> Path:
     """A new, empty temporary file beside ``target`` (unique, so that two processes writing the
-    same target never share one), to be renamed over it with os.replace."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(name)
+    same target never share one), to be renamed over it with os.replace. Created with mode 0o666
+    less the umask, as ``open`` would make the target (``tempfile.mkstemp`` would leave a model
+    readable by its owner only)."""
+    for _ in range(100):
+        name = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def _dynamic_checks(manifest: Manifest, spatial_dynamic: bool) -> list[dict[str, int]]:

@@ -7,6 +7,7 @@ and at a second, non-square size; the fixed-size export at batches 1 and 2."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -337,6 +338,23 @@ def test_temporaries_are_hidden_unique_files_beside_their_target(tmp_path: Path)
     assert a != b and a.parent == b.parent == tmp_path
     for t in (a, b):
         assert t.name.startswith(".model.onnx.") and t.name.endswith(".tmp") and t.is_file() and t.stat().st_size == 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_exported_models_get_the_mode_open_would_give_them(tmp_path: Path, umask: int) -> None:
+    """Like any file the user writes: 0o666 less the umask (not mkstemp's owner-only 0o600)."""
+    import stat
+
+    old = os.umask(umask)
+    try:
+        out = export_onnx(Honest(), tmp_path / "m.onnx", manifest=manifest())
+        with open(tmp_path / "plain", "w") as f:  # the reference: what open() makes here
+            f.write("x")
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert want == 0o666 & ~umask
+    assert stat.S_IMODE(out.stat().st_mode) == want
 
 
 def test_example_inputs_for_tokens_and_tensors() -> None:
