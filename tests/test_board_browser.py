@@ -86,6 +86,12 @@ def press_draw_and_wait(driver, count: int) -> str:
 
 
 def test_paint_draw_draw_again_and_go_back(board, browser, tmp_path):
+    side = board.engine.manifest.size.fixed[0]  # the default canvas is the model's size
+
+    def at(x: int, y: int) -> tuple[int, int]:
+        """A point given on a 128-pixel canvas, on this one."""
+        return x * side // 128, y * side // 128
+
     browser.get(board.url)
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
     legend = {e["name"]: e["colour"] for e in board.legend}
@@ -96,45 +102,46 @@ def test_paint_draw_draw_again_and_go_back(board, browser, tmp_path):
 
     # Label mode: paint a water region (a pencil line, then fill it wider with a bigger brush).
     labels_canvas = browser.find_element(By.ID, "labels-canvas")
-    assert canvas_pixel(browser, "labels-canvas", 40, 90)[:3] == legend["grass"]
+    assert canvas_pixel(browser, "labels-canvas", *at(40, 90))[:3] == legend["grass"]
     browser.find_element(By.CSS_SELECTOR, f"#legend li[data-label='{board.legend[6]['index']}']").click()
     browser.find_element(By.CSS_SELECTOR, "#brush-size option[value='15']").click()
-    drag(browser, labels_canvas, [(20, 90), (60, 92), (100, 95)])
-    assert canvas_pixel(browser, "labels-canvas", 40, 90)[:3] == legend["water"]
-    assert canvas_pixel(browser, "labels-canvas", 40, 120)[:3] == legend["grass"]
+    drag(browser, labels_canvas, [at(20, 90), at(60, 92), at(100, 95)])
+    assert canvas_pixel(browser, "labels-canvas", *at(40, 90))[:3] == legend["water"]
+    assert canvas_pixel(browser, "labels-canvas", *at(40, 120))[:3] == legend["grass"]
 
     # Colour mode: an orange stroke across the sky, on the stroke layer only.
     browser.find_element(By.CSS_SELECTOR, "#palette button[data-colour='#f5821e']").click()
     browser.find_element(By.CSS_SELECTOR, "#brush-size option[value='5']").click()
-    drag(browser, labels_canvas, [(10, 10), (60, 12), (118, 10)])
-    assert canvas_pixel(browser, "strokes-canvas", 60, 12) == [245, 130, 30, 255]
-    assert canvas_pixel(browser, "labels-canvas", 60, 12)[:3] == legend["sky"]
+    drag(browser, labels_canvas, [at(10, 10), at(60, 12), at(118, 10)])
+    assert canvas_pixel(browser, "strokes-canvas", *at(60, 12)) == [245, 130, 30, 255]
+    assert canvas_pixel(browser, "labels-canvas", *at(60, 12))[:3] == legend["sky"]
     first_src = press_draw_and_wait(browser, 1)
     assert browser.find_element(By.ID, "result").is_displayed()
     assert not browser.find_element(By.ID, "result-empty").is_displayed()
     first = result_png(browser)
-    assert first.shape[:2] == (128, 128)
+    assert first.shape[:2] == (side, side)
     assert "s" in browser.find_element(By.ID, "result-time").text
     browser.save_screenshot(str(tmp_path / "board-1.png"))
 
     # Another stroke colour, Draw again: a different image.
     browser.find_element(By.ID, "clear-strokes").click()
     browser.find_element(By.CSS_SELECTOR, "#palette button[data-colour='#1e88e5']").click()
-    drag(browser, labels_canvas, [(10, 10), (60, 12), (118, 10)])
-    assert canvas_pixel(browser, "strokes-canvas", 60, 12) == [30, 136, 229, 255]
+    drag(browser, labels_canvas, [at(10, 10), at(60, 12), at(118, 10)])
+    assert canvas_pixel(browser, "strokes-canvas", *at(60, 12)) == [30, 136, 229, 255]
     second_src = press_draw_and_wait(browser, 2)
     assert second_src != first_src
     second = result_png(browser)
-    sky1, sky2 = first[:40].reshape(-1, 3).mean(0), second[:40].reshape(-1, 3).mean(0)
+    top = 40 * side // 128
+    sky1, sky2 = first[:top].reshape(-1, 3).mean(0), second[:top].reshape(-1, 3).mean(0)
     assert sky1[0] - sky1[2] > sky2[0] - sky2[2]  # the orange-stroked sky is redder than the blue one
 
     # Back shows the first result again; clicking history entry 1 restores its orange stroke.
     browser.find_element(By.ID, "back").click()
     assert browser.find_element(By.ID, "result").get_attribute("src") == first_src
-    assert canvas_pixel(browser, "strokes-canvas", 60, 12) == [30, 136, 229, 255]
+    assert canvas_pixel(browser, "strokes-canvas", *at(60, 12)) == [30, 136, 229, 255]
     browser.find_elements(By.CSS_SELECTOR, "#history li img")[0].click()
-    WebDriverWait(browser, 30).until(lambda d: canvas_pixel(d, "strokes-canvas", 60, 12) == [245, 130, 30, 255])
-    assert canvas_pixel(browser, "labels-canvas", 40, 90)[:3] == legend["water"]
+    WebDriverWait(browser, 30).until(lambda d: canvas_pixel(d, "strokes-canvas", *at(60, 12)) == [245, 130, 30, 255])
+    assert canvas_pixel(browser, "labels-canvas", *at(40, 90))[:3] == legend["water"]
     assert browser.find_element(By.ID, "download").get_attribute("href") == first_src
 
     shot = tmp_path / "board.png"

@@ -41,8 +41,11 @@ def engine() -> Engine:
     return Engine.from_pretrained("generate", backend="onnxruntime")
 
 
+SIZE = 256  # the shipped model's size (test_shipped_model_manifest)
+
+
 def scene(seed: int) -> np.ndarray:
-    _, labels = render_landscape(128, 128, seed)
+    _, labels = render_landscape(SIZE, SIZE, seed)
     return labels
 
 
@@ -69,7 +72,7 @@ def region_mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def test_shipped_model_manifest(engine: Engine) -> None:
     labels, latent = engine.manifest.inputs
-    assert engine.manifest.size.fixed == (128, 128)
+    assert engine.manifest.size.fixed == (SIZE, SIZE)
     assert labels.class_names == [n for n, _ in LABELS] and labels.palette == [list(c) for _, c in LABELS]
     assert latent.length == 648 and latent.derive["op"] == "stroke_grid"
 

@@ -3,7 +3,7 @@
 [--out docs/images]``.
 
 Every model draws the same held-out scenes (:func:`training.landscapes.render_landscape` with
-seeds from 100,000, far from the training seeds 0 .. 9,999) at ``--size``; a model of another size
+seeds from 100,000, far from the seeds the training runs draw: the first ``data.count`` from 0) at ``--size``; a model of another size
 is resized by the Engine the way a user gets it. Reported per model, as means over the scenes:
 
 - ``psnr``: PSNR (dB) against the rendered scene when the whole scene is given as colour strokes
@@ -12,11 +12,15 @@ is resized by the Engine the way a user gets it. Reported per model, as means ov
   with the same label on both sides, the mean absolute step in RGB, divided by the same mean over
   all other same-label neighbour pairs. 1 means the cell edges are invisible; a plateau per cell
   shows as a score well above 1. The rendered scenes' own score is reported as ``reference``;
+- ``periodic``: the same steps averaged by their position within a grid cell (8 phase bins from
+  one cell edge to the next), as (largest bin - smallest bin) / mean. Any structure that repeats
+  with the stroke grid — hard cell edges or a soft bump per cell — raises it; the rendered scenes
+  give the ``reference`` value;
 - ``sharpness``: the mean absolute Laplacian of the gray output divided by the rendered scene's
   (1 = as much fine detail as the data; blur lowers it).
 
 With ``--out``, saves ``generate_eval.png``: per scene a row of labels (legend colours) | sky
-scribbles | each model with those scribbles | the rendered scene.
+scribbles | each model without strokes, then with the scribbles | the rendered scene.
 """
 
 from __future__ import annotations
@@ -59,6 +63,22 @@ def grid_score(image: np.ndarray, labels: np.ndarray, cells: int = 9) -> float:
     return on_mean / max(off_mean, 1e-9)
 
 
+def periodic_score(image: np.ndarray, labels: np.ndarray, cells: int = 9, bins: int = 8) -> float:
+    """The cell-periodic variation of a uint8 (H, W, 3) image over an (H, W) label map (module doc)."""
+    img = image.astype(np.float64)
+    sums, counts = np.zeros(bins), np.zeros(bins)
+    for axis in (0, 1):
+        n = img.shape[axis]
+        step = np.abs(np.diff(img, axis=axis)).mean(axis=-1)
+        same = np.diff(labels.astype(np.int64), axis=axis) == 0
+        phase = (((np.arange(n - 1) + 1.0) * cells / n) % 1.0 * bins).astype(int) % bins
+        ph = np.broadcast_to(phase[:, None] if axis == 0 else phase[None, :], step.shape)
+        np.add.at(sums, ph[same], step[same])
+        np.add.at(counts, ph[same], 1)
+    profile = sums / np.maximum(counts, 1)
+    return float((profile.max() - profile.min()) / max(profile.mean(), 1e-9))
+
+
 def laplacian_energy(image: np.ndarray) -> float:
     """Mean absolute 3 x 3 Laplacian (``cv2.Laplacian``) of the gray image."""
     import cv2
@@ -73,10 +93,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sky_scribbles(labels: np.ndarray, colour: tuple[int, int, int] = ORANGE) -> np.ndarray:
-    """Horizontal scribbles three rows high every 1/16 of the height, kept to the sky."""
+    """Horizontal scribbles (1/85 of the height thick, at least 2 rows) every 1/6 of the height,
+    kept to the sky: a few lines, as a user would draw them."""
     h = labels.shape[0]
     strokes = np.zeros((*labels.shape, 3), np.uint8)
-    gap, width = max(h // 16, 4), max(h // 64, 2)
+    gap, width = max(h // 6, 4), max(h // 85, 2)
     for y in range(gap // 4, h, gap):
         strokes[y : y + width, labels.shape[1] // 32 : -labels.shape[1] // 32] = colour
     strokes[labels != SKY] = 0
@@ -88,12 +109,13 @@ def evaluate(models: Sequence[str | Path], size: int = 256, scenes: int = 16,
     engines = {Path(m).stem if str(m).endswith(".onnx") else str(m): Engine(m, backend="onnxruntime")
                if str(m).endswith(".onnx") else Engine.from_pretrained(str(m), backend="onnxruntime")
                for m in models}
-    scores: dict[str, dict[str, list[float]]] = {k: {"psnr": [], "grid": [], "sharpness": []} for k in engines}
-    reference: list[float] = []
+    scores: dict[str, dict[str, list[float]]] = {k: {"psnr": [], "grid": [], "periodic": [], "sharpness": []} for k in engines}
+    reference: dict[str, list[float]] = {"grid": [], "periodic": []}
     picture_rows = []
     for i in range(scenes):
         real, labels = render_landscape(size, size, SEED0 + i)
-        reference.append(grid_score(real, labels))
+        reference["grid"].append(grid_score(real, labels))
+        reference["periodic"].append(periodic_score(real, labels))
         full = np.ones(labels.shape, bool)
         scribbles = sky_scribbles(labels)
         row = [legend_image(labels), scribbles]
@@ -101,12 +123,13 @@ def evaluate(models: Sequence[str | Path], size: int = 256, scenes: int = 16,
             fake = engine(labels=labels, strokes=real, occupancy=full)
             scores[name]["psnr"].append(psnr(fake, real))
             scores[name]["grid"].append(grid_score(fake, labels))
+            scores[name]["periodic"].append(periodic_score(fake, labels))
             scores[name]["sharpness"].append(laplacian_energy(fake) / laplacian_energy(real))
             if out is not None and i < rows:
-                row.append(engine(labels=labels, strokes=scribbles))
+                row += [engine(labels=labels), engine(labels=labels, strokes=scribbles)]
         picture_rows.append(row + [real])
     table = {name: {k: float(np.mean(v)) for k, v in s.items()} for name, s in scores.items()}
-    table["reference"] = {"grid": float(np.mean(reference))}
+    table["reference"] = {k: float(np.mean(v)) for k, v in reference.items()}
     if out is not None:
         from training.harness import save_image_grid
 

@@ -373,6 +373,8 @@ async function start() {
   const info = await (await fetch("/api/labels")).json();
   state.legend = info.labels;
   const [h, w] = info.size;
+  // The largest zoom that shows the model's canvas in about 512 screen pixels (4x for 128).
+  state.zoom = ZOOMS.filter((z) => z * Math.max(w, h) <= 512).pop() || ZOOMS[0];
   resizeCanvases(w, h);
   const sky = hex(state.legend[0].colour), ground = hex(state.legend[Math.min(5, state.legend.length - 1)].colour);
   lctx.fillStyle = sky;
