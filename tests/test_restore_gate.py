@@ -80,3 +80,65 @@ def test_measured_labels_follow_the_psnr_of_each_crop() -> None:
     assert int((labels == 2).sum()) >= 1 and int((labels < 2).sum()) >= 1
     with pytest.raises(ValueError, match="psnr_bounds"):
         Q.Measured(images, 0.2, 0.3, (33.0, 27.0))
+
+
+def test_calibration_thresholds_and_gains_against_direct_measurements(tmp_path: Path) -> None:
+    """``high`` is the lowest score of the good inputs less the margin; the closed-form gain of
+    the full correction equals the PSNR change measured with scikit-image."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from training.restore_data import level_pipeline
+    from training.restore_gate import calibrate, calibration_images
+
+    torch.manual_seed(2)
+    restore = build_model("restore", {"base": 4, "depth": 2})
+    with torch.no_grad():
+        restore.generator.head.weight.normal_(0, 0.02)
+    quality = build_model("quality", {"base": 4, "layers": 2}).eval()
+    r_path = save_checkpoint(restore, make_manifest("restore", {"base": 4, "depth": 2}), tmp_path / "r.safetensors")
+    q_path = save_checkpoint(quality, make_manifest("quality", {"base": 4, "layers": 2}), tmp_path / "q.safetensors")
+    images = [np.ascontiguousarray(data.astronaut()[100:164, 200:260]), np.ascontiguousarray(data.rocket()[:48, :72])]
+    result = calibrate(r_path, q_path, images, seeds=1, margin=1.5)
+
+    net, _ = gated(r_path, q_path, 0.0, 100.0)
+    from pyfill.models.restore import quality_score
+
+    def score(img: np.ndarray) -> float:
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+        h, w = x.shape[-2:]
+        x = torch.nn.functional.pad(x, (0, -w % 4, 0, -h % 4), mode="reflect")
+        with torch.no_grad():
+            return float(quality_score(torch.softmax(net.quality(x), dim=1))[0])
+
+    good = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=90)
+        good += [score(img), score(np.asarray(Image.open(buf).convert("RGB")))]
+    np.testing.assert_allclose(result["good_scores"], good, atol=1e-4)
+    assert result["high"] == pytest.approx(min(good) - 1.5)
+    assert result["low"] < result["high"]
+
+    for img, row in zip(images, result["degraded"]):
+        degraded = level_pipeline("medium", 100)(img[None])[0][0]
+        x = torch.from_numpy(np.array(degraded, np.float32)).permute(2, 0, 1)[None] / 255.0
+        h, w = x.shape[-2:]
+        with torch.no_grad():
+            gx = restore.generator(torch.nn.functional.pad(x, (0, -w % 4, 0, -h % 4), mode="reflect"))[..., :h, :w]
+        want = (peak_signal_noise_ratio(img / 255.0, gx[0].permute(1, 2, 0).double().numpy(), data_range=1.0)
+                - peak_signal_noise_ratio(img / 255.0, degraded / 255.0, data_range=1.0))
+        assert row["gain_full"] == pytest.approx(want, abs=1e-3)
+        assert abs(want) > 1e-3  # the generator does change the image
+    assert result["gain_full"] == pytest.approx(np.mean([r["gain_full"] for r in result["degraded"]]))
+
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).save(folder / "a.png")
+    shrunk = calibration_images([str(folder)], ["rocket"], max_side=100)
+    assert [im.shape for im in shrunk] == [(100, 100, 3), (67, 100, 3)]  # rocket: 427 x 640
+    with pytest.raises(FileNotFoundError, match="no such calibration image"):
+        calibration_images([str(tmp_path / "missing")], [])
