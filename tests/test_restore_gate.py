@@ -108,7 +108,7 @@ def test_calibration_thresholds_and_gains_against_direct_measurements(tmp_path: 
     from pyfill.models.restore import quality_score
 
     def score(img: np.ndarray) -> float:
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(img, np.float32)).permute(2, 0, 1)[None] / 255.0
         h, w = x.shape[-2:]
         x = torch.nn.functional.pad(x, (0, -w % 4, 0, -h % 4), mode="reflect")
         with torch.no_grad():
