@@ -60,8 +60,8 @@ def test_dims_follow_the_manifest_kinds(tmp_path: Path) -> None:
     colorize = _parse(write_triton_repository("colorize", tmp_path))
     assert [list(t.dims) for t in colorize.output] == [[3, -1, -1], [1]]
     generate = _parse(write_triton_repository("generate", tmp_path, instance_kind="cpu", instances=2))
-    assert [list(t.dims) for t in generate.input] == [[8, 128, 128], [648]]  # one-hot labels, stroke latent
-    assert list(generate.output[0].dims) == [3, 128, 128]
+    assert [list(t.dims) for t in generate.input] == [[8, 256, 256], [648]]  # one-hot labels, stroke latent
+    assert list(generate.output[0].dims) == [3, 256, 256]
     assert generate.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert generate.instance_group[0].count == 2
 
