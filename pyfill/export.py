@@ -257,15 +257,9 @@ def _unique_temp(target: Path) -> Path:
     same target never share one), to be renamed over it with os.replace. Created with mode 0o666
     less the umask, as ``open`` would make the target (``tempfile.mkstemp`` would leave a model
     readable by its owner only)."""
-    for _ in range(100):
-        name = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return name
-    raise FileExistsError(f"no free temporary name beside {target}")
+    name = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return name
 
 
 def _dynamic_checks(manifest: Manifest, spatial_dynamic: bool) -> list[dict[str, int]]:

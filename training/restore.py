@@ -150,14 +150,9 @@ class JointTrainer:
 def init_generator(net: Restorer, source: str) -> None:
     """Load the generator weights of ``source`` (a restore checkpoint or exported restore ONNX
     file) into ``net``; ValueError when its generator is shaped differently."""
-    from training.restore_gate import generator_state
+    from training.restore_gate import generator_state, load_generator
 
-    state, _ = generator_state(source)
-    try:
-        net.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"init: {source} has a generator of another shape than this run's model settings "
-                         f"({str(exc).splitlines()[0]})") from exc
+    load_generator(net, generator_state(source)[0], f"init: {source}")
 
 
 def step_pipeline(config: dict[str, Any], step: int, rank: int) -> Pipeline:

@@ -56,6 +56,16 @@ def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], Manifest
     return state, manifest
 
 
+def load_generator(net: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load ``generator.``-prefixed weights (:func:`generator_state`) into ``net``'s generator;
+    ValueError naming ``source`` when they are shaped for another generator."""
+    try:
+        net.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{source} has a generator of another shape than this model's settings "
+                         f"({str(exc).splitlines()[0]})") from exc
+
+
 def gated(restore: str | Path, quality: str | Path, low: float, high: float) -> tuple[torch.nn.Module, Manifest]:
     """The gated :class:`pyfill.models.restore.Restorer` and its manifest."""
     state, r_manifest = generator_state(restore)
@@ -66,7 +76,7 @@ def gated(restore: str | Path, quality: str | Path, low: float, high: float) -> 
     config.update(gate=True, quality_base=q_manifest.config["base"], quality_layers=q_manifest.config["layers"],
                   gate_low=float(low), gate_high=float(high))
     net = build_model("restore", config)
-    net.generator.load_state_dict({k[len("generator."):]: v for k, v in state.items()}, strict=True)
+    load_generator(net, state, restore)
     net.quality.load_state_dict(q_module.state_dict(), strict=True)
     manifest = make_manifest("restore", config)
     manifest.provenance = {"generator": {"source": Path(restore).name, **r_manifest.provenance},
